@@ -17,6 +17,12 @@ public sealed partial class Xenstored
 
     private readonly Dictionary<ushort, IntroducedDomain> _domains = [];
 
+    /// <summary>The connection serving an introduced domain (tests inspect its bounds).</summary>
+    internal XenstoreConnection? ConnectionOf(ushort domId)
+    {
+        lock (_gate) return _domains.TryGetValue(domId, out var d) ? d.Connection : null;
+    }
+
     public bool IsIntroduced(ushort domId)
     {
         lock (_gate) return _domains.ContainsKey(domId);
