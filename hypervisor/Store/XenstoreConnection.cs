@@ -95,6 +95,7 @@ public sealed class XenstoreConnection : IThreadPoolWorkItem
     }
 
     // Too many replies wait for a peer that does not read: flush ourselves, or wait for the flusher.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask DrainAsync()
     {
         while (Output.IsBackedUp && !IsClosed)

@@ -103,6 +103,7 @@ internal sealed class XenstoreOutput
     }
 
     /// <summary>Sends batches until nothing is pending; only the caller that won <see cref="TryBeginFlush"/>.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask FlushAsync(IXenstoreStream stream)
     {
         try

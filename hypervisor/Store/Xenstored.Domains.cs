@@ -112,6 +112,14 @@ public sealed partial class Xenstored
         return ReleaseDomain(domId) ? Ok(ref body) : XsError.ENOENT;
     }
 
+    /// <summary>XS_RESUME: the domain resumed after suspend; nothing is kept per domain for it, so only checked.</summary>
+    private XsError DoResume(ReadOnlySpan<byte> payload, ref PayloadBuilder body)
+    {
+        if (!XsdCodec.TryOneArg(payload, out var arg) || !XsdCodec.TryParseDomId(arg, out var domId) || domId == 0)
+            return XsError.EINVAL;
+        return _domains.ContainsKey(domId) ? Ok(ref body) : XsError.ENOENT;
+    }
+
     private XsError DoIsDomainIntroduced(ReadOnlySpan<byte> payload, ref PayloadBuilder body)
     {
         if (!XsdCodec.TryOneArg(payload, out var arg) || !XsdCodec.TryParseDomId(arg, out var domId)) return XsError.EINVAL;

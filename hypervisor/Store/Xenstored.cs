@@ -194,6 +194,7 @@ public sealed partial class Xenstored : IDisposable
             case XsdSockmsgType.Introduce: return DoIntroduce(payload, ref body);
             case XsdSockmsgType.Release: return DoRelease(payload, ref body);
             case XsdSockmsgType.IsDomainIntroduced: return DoIsDomainIntroduced(payload, ref body);
+            case XsdSockmsgType.Resume: return DoResume(payload, ref body);
             case XsdSockmsgType.ResetWatches: return DoResetWatches(conn, ref body);
             case XsdSockmsgType.Control: return DoControl(payload, ref body);
             default: return XsError.ENOSYS;

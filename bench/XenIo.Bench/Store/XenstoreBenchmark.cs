@@ -33,6 +33,8 @@ public sealed class XenstoreBenchmark : ISystemBenchmark
         var write = Message(XsdSockmsgType.Write, "/local/domain/0/bench/key\0value-0123456789"u8);
         using (var setup = Connect(listener.SocketPath)) RoundTrip(setup, write, new byte[8192]);
 
+        context.Report("xenstore.read.alloc_bytes_per_op", AllocatedPerRoundTrip(listener.SocketPath, read), "B/op",
+            "bytes the whole process allocates per XS_READ round trip (the client loop allocates none)");
         var readC1 = Run(listener.SocketPath, read, 1, cancellationToken);
         context.Report("xenstore.read_ops_per_s.c1", readC1, "ops/s", "XS_READ over the Unix socket, 1 client");
         var writeC1 = Run(listener.SocketPath, write, 1, cancellationToken);
@@ -83,6 +85,17 @@ public sealed class XenstoreBenchmark : ISystemBenchmark
         var n = s.Receive(dest);
         if (n <= 0) throw new IOException("server closed the connection");
         return n;
+    }
+
+    private static double AllocatedPerRoundTrip(string path, byte[] request)
+    {
+        const int n = 20_000;
+        using var s = Connect(path);
+        var buffer = new byte[8192];
+        for (var i = 0; i < 2000; i++) RoundTrip(s, request, buffer);
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        for (var i = 0; i < n; i++) RoundTrip(s, request, buffer);
+        return (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)n;
     }
 
     private static double Run(string path, byte[] request, int clients, CancellationToken ct)

@@ -10,6 +10,7 @@ public sealed class SocketXenstoreStream(Socket socket, string describe = "socke
     public Socket Socket => socket;
     public string Describe => describe;
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _aborted) != 0) return 0;
@@ -23,6 +24,7 @@ public sealed class SocketXenstoreStream(Socket socket, string describe = "socke
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (data.Length > 0)

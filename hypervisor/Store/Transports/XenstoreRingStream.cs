@@ -84,6 +84,7 @@ public sealed class XenstoreRingStream : IXenstoreStream
     }
 
     /// <summary>Copies what the peer has produced; 0 once aborted or the doorbell is closed.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         while (true)
@@ -116,6 +117,7 @@ public sealed class XenstoreRingStream : IXenstoreStream
         return n;
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (data.Length > 0)
