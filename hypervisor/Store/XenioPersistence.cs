@@ -29,7 +29,7 @@ public sealed record XenioNodeRecord(string Path, string? Value, string? ValueBa
         value = [];
         if (ValueBase64 is not null)
         {
-            try { value = Convert.FromBase64String(ValueBase64); return true; }
+            try { value = Convert.FromBase64String(ValueBase64); return value.Length <= Abi.XenstoreLimits.PayloadMax; }
             catch (FormatException) { return false; }
         }
         value = Encoding.UTF8.GetBytes(Value ?? "");
@@ -41,7 +41,7 @@ public sealed record XenioNodeRecord(string Path, string? Value, string? ValueBa
         perms = new XenstorePermission[Perms?.Length ?? 0];
         if (perms.Length == 0) return false;
         for (var i = 0; i < perms.Length; i++)
-            if (!XenstorePermission.TryParse(Perms![i], out perms[i])) return false;
+            if (Perms![i] is not { } text || !XenstorePermission.TryParse(text, out perms[i])) return false;
         return true;
     }
 }

@@ -22,6 +22,7 @@ internal sealed class XenstoreOutput
     private int _pendingLength;
     private int _pendingReplies;
     private int _pendingEvents;
+    private int _inFlightReplies;
     private uint _epoch = 1;
     private bool _flushing;
     private bool _closed;
@@ -41,6 +42,11 @@ internal sealed class XenstoreOutput
     public int PendingBytes { get { lock (_gate) return _pendingLength; } }
 
     public int PendingEvents { get { lock (_gate) return _pendingEvents; } }
+
+    public int PendingReplies { get { lock (_gate) return _pendingReplies; } }
+
+    /// <summary>Replies in the batch being written right now.</summary>
+    public int InFlightReplies { get { lock (_gate) return _inFlightReplies; } }
 
     /// <summary>Too many replies wait: stop reading this connection's requests until they drain.</summary>
     public bool IsBackedUp { get { lock (_gate) return _pendingReplies >= _maxReplies; } }
@@ -116,12 +122,14 @@ internal sealed class XenstoreOutput
                     if (_pendingLength == 0 || _closed)
                     {
                         _flushing = false;
+                        _inFlightReplies = 0;
                         _drained.Set();
                         return;
                     }
                     (_pending, _sending) = (_sending, _pending);
                     length = _pendingLength;
                     _pendingLength = 0;
+                    _inFlightReplies = _pendingReplies;
                     _pendingReplies = 0;
                     _pendingEvents = 0;
                     _epoch++;

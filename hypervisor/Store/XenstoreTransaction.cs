@@ -27,6 +27,9 @@ internal sealed class XenstoreTransaction(uint id)
     /// <summary>A node was created in this transaction (guests' node quota is re-checked at commit).</summary>
     public bool NodeCreated;
 
+    /// <summary>A request inside it failed half-way (a quota): the transaction can only be ended without effect.</summary>
+    public bool Failed;
+
     public int DeltaFor(ushort domId) => NodeDelta.TryGetValue(domId, out var d) ? d : 0;
 
     public void AddDelta(ushort domId, int delta) => NodeDelta[domId] = DeltaFor(domId) + delta;

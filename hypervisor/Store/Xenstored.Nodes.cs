@@ -184,6 +184,7 @@ public sealed partial class Xenstored
     /// <summary>Ends a transaction with commit: EAGAIN if anything it saw changed since, else applies it.</summary>
     private XsError Commit(XenstoreConnection conn, XenstoreTransaction tx)
     {
+        if (tx.Failed) return XsError.ENOSPC;
         foreach (var (path, entry) in tx.Entries)
         {
             var main = MainGet(path);

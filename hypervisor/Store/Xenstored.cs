@@ -176,6 +176,21 @@ public sealed partial class Xenstored : IDisposable
             if (!conn.Transactions.TryGetValue(header.TxId, out tx)) return XsError.ENOENT;
         }
 
+        try
+        {
+            return Execute(conn, tx, type, payload, ref body, ref initialEvent);
+        }
+        catch (Exception) when (tx is not null)
+        {
+            // The overlay may be half-changed: it must never commit (xenstored's fail_transaction).
+            tx.Failed = true;
+            throw;
+        }
+    }
+
+    private XsError Execute(XenstoreConnection conn, XenstoreTransaction? tx, XsdSockmsgType type, ReadOnlySpan<byte> payload,
+        ref PayloadBuilder body, ref XenstoreWatch? initialEvent)
+    {
         switch (type)
         {
             case XsdSockmsgType.Directory: return DoDirectory(conn, tx, payload, ref body);
@@ -230,7 +245,7 @@ public sealed partial class Xenstored : IDisposable
         {
             foreach (var r in records)
             {
-                if (!XenstorePath.IsAtOrBelow(r.Path, XenioRoot)) continue;
+                if (r?.Path is null || !XenstorePath.IsAtOrBelow(r.Path, XenioRoot)) continue;
                 var raw = Encoding.ASCII.GetBytes(r.Path);
                 if (XenstorePath.Canonicalize(raw, "/", true, false, _path, out var n, out _) != XsError.None || n != r.Path.Length) continue;
                 if (!r.TryGetPerms(out var perms) || !r.TryGetValue(out var value)) continue;

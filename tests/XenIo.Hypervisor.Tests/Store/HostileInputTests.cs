@@ -163,6 +163,38 @@ public class HostileInputTests
     }
 
     [Fact]
+    public async Task AGuestThatDoesNotTakeRepliesStopsBeingRead()
+    {
+        var quota = new XenstoreQuota();
+        await using var h = new StoreHarness(quota);
+        var dom0 = await h.Dom0Async();
+        var (page, doorbell) = await h.IntroduceRingAsync(dom0, 40);
+        var ring = new XenstoreRingStream(page, doorbell, isDaemon: false);
+        var read = StoreHarness.Message(XsdSockmsgType.GetDomainPath, 1, 0, "40\0"u8);
+        // 500 requests need 500 replies; the guest takes none of them.
+        var writer = Task.Run(async () =>
+        {
+            for (var i = 0; i < 500; i++) await ring.WriteAsync(read, CancellationToken.None);
+        });
+        var conn = h.Daemon.ConnectionOf(40)!;
+        // Wait for both rings to fill: the guest cannot push more requests, the daemon cannot push more replies.
+        uint Used(int prod, int cons) => BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(prod)) - BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(cons));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((Used(XenstoreDomainInterface.ReqProdOffset, XenstoreDomainInterface.ReqConsOffset) < XenstoreLimits.RingSize
+                || Used(XenstoreDomainInterface.RspProdOffset, XenstoreDomainInterface.RspConsOffset) < XenstoreLimits.RingSize)
+               && DateTime.UtcNow < deadline)
+            await Task.Delay(5);
+        Assert.Equal((uint)XenstoreLimits.RingSize, Used(XenstoreDomainInterface.RspProdOffset, XenstoreDomainInterface.RspConsOffset));
+        Assert.True(conn.Output.PendingReplies + conn.Output.InFlightReplies <= quota.Outstanding,
+            $"{conn.Output.PendingReplies} + {conn.Output.InFlightReplies} replies held");
+        Assert.False(writer.IsCompleted);     // the daemon stopped reading its requests
+        await dom0.WriteAsync("/ok", "1");    // and serves everyone else
+        Assert.Equal("1", await dom0.ReadAsync("/ok"));
+        doorbell.Dispose();
+        await Assert.ThrowsAnyAsync<IOException>(() => writer);
+    }
+
+    [Fact]
     public void OutputBacksUpAfterOutstandingReplies()
     {
         var output = new XenstoreOutput(maxReplies: 20, maxEvents: 8, maxEventsPerWatch: 4);

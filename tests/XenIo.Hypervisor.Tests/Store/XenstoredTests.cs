@@ -323,6 +323,8 @@ public class XenstoredTests
         var e = XsError.None;
         for (var i = 0; i < 20 && e == XsError.None; i++) e = await StoreHarness.ErrorOf(() => g.TryReadAsync("k" + i, tx));
         Assert.Equal(XsError.ENOSPC, e);
+        // A transaction a quota broke half-way can never commit.
+        Assert.Equal(XsError.ENOSPC, await StoreHarness.ErrorOf(() => g.TransactionEndAsync(tx, commit: true)));
     }
 
     [Fact]
