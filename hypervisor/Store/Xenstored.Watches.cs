@@ -66,7 +66,7 @@ public sealed partial class Xenstored
         body.Append(0);
         if (!conn.Output.TryAppendEvent(watch, buf[..(XsdCodec.HeaderSize + length)]))
         {
-            if (conn.Output.DroppedEvents == 1 || force)
+            if (conn.Output.DroppedEvents == 1)
                 _logger.LogWarning("xenstored: {Conn} is not taking its watch events; dropping beyond the bound", conn.Describe);
             return;
         }
