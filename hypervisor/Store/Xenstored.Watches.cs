@@ -25,7 +25,7 @@ public sealed partial class Xenstored
             foreach (var watch in conn.Watches)
             {
                 var send = exact ? path == watch.Path : XenstorePath.IsAtOrBelow(path, watch.Path);
-                if (send) QueueEvent(conn, watch, path.AsSpan(Math.Min(watch.PrefixLength, path.Length)), force: false);
+                if (send) QueueEvent(conn, watch, path.AsSpan(Math.Min(watch.PrefixLength, path.Length)));
             }
         }
     }
@@ -37,7 +37,7 @@ public sealed partial class Xenstored
         {
             if ((XenstorePermission.For(conn.DomId, conn.IsPrivileged, perms) & XenstoreAccess.Read) == 0) continue;
             foreach (var watch in conn.Watches)
-                if (watch.Path == special) QueueEvent(conn, watch, special, force: false);
+                if (watch.Path == special) QueueEvent(conn, watch, special);
         }
     }
 
@@ -53,7 +53,7 @@ public sealed partial class Xenstored
     }
 
     /// <summary>Builds "path\0token\0" as an XS_WATCH_EVENT and queues it within the connection's bounds.</summary>
-    private void QueueEvent(XenstoreConnection conn, XenstoreWatch watch, ReadOnlySpan<char> path, bool force)
+    private void QueueEvent(XenstoreConnection conn, XenstoreWatch watch, ReadOnlySpan<char> path)
     {
         var length = path.Length + 1 + watch.Token.Length + 1;
         if (length > XenstoreLimits.PayloadMax) return; // xenstored does not send over-long events

@@ -151,7 +151,7 @@ public sealed partial class Xenstored : IDisposable
             XsdCodec.WriteHeader(conn.ReplyBuffer, type, header.ReqId, header.TxId, (uint)length);
             conn.Output.AppendReply(conn.ReplyBuffer.AsSpan(0, XsdCodec.HeaderSize + length));
             // A new watch fires once, after its reply (xenstored's do_watch).
-            if (initialEvent is not null) QueueEvent(conn, initialEvent, initialEvent.Path.AsSpan(initialEvent.PrefixLength), force: true);
+            if (initialEvent is not null) QueueEvent(conn, initialEvent, initialEvent.Path.AsSpan(initialEvent.PrefixLength));
             _current = null;
             if (_xenioDirty)
             {
