@@ -53,6 +53,13 @@ public sealed class XenstoreSocketListener : IAsyncDisposable
                 _logger.LogWarning("xenstored: accept failed: {Reason}", e.Message);
                 continue;
             }
+            if (!PeerAllowed(client, out var uid))
+            {
+                // The socket is 0600 in a 0700 directory; a stranger here means modes were changed under us.
+                _logger.LogWarning("xenstored: refusing a socket client running as uid {Uid}", uid);
+                client.Dispose();
+                continue;
+            }
             var stream = new SocketXenstoreStream(client);
             var task = Task.Run(() => _daemon.ServeAsync(stream, _stop.Token));
             lock (_clients)
@@ -61,6 +68,27 @@ public sealed class XenstoreSocketListener : IAsyncDisposable
                 _clients.Add((stream, task));
             }
         }
+    }
+
+    private const int SolSocket = 1;
+    private const int SoPeerCred = 17;
+
+    /// <summary>SO_PEERCRED: only root and the daemon's own user are dom0.</summary>
+    private static bool PeerAllowed(Socket client, out uint uid)
+    {
+        uid = uint.MaxValue;
+        if (!OperatingSystem.IsLinux()) return true;
+        Span<byte> cred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+        try
+        {
+            if (client.GetRawSocketOption(SolSocket, SoPeerCred, cred) < 12) return false;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        uid = System.Runtime.InteropServices.MemoryMarshal.Read<uint>(cred[4..]);
+        return uid == 0 || uid == Interop.Libc.GetEffectiveUserId();
     }
 
     public async ValueTask DisposeAsync()

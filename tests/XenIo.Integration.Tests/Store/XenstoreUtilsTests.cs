@@ -114,6 +114,32 @@ public sealed class XenstoreUtilsTests : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task AnotherUserIsRefusedEvenIfTheSocketModeIsOpened()
+    {
+        Requires.Root("runs a client as another user");
+        Skip.IfNot(OperatingSystem.IsLinux(), "SO_PEERCRED is Linux's");
+        var setpriv = Requires.Tool("setpriv");
+        Requires.Tool("xenstore-read");
+        await _dom0.WriteAsync("/secret", "s");
+        // Loosen the modes as a careless admin might: SO_PEERCRED still keeps the stranger out.
+        if (!OperatingSystem.IsLinux()) return;
+        File.SetUnixFileMode(Path.GetDirectoryName(_listener.SocketPath)!, (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(_dir, (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(_listener.SocketPath, (UnixFileMode)0b110_110_110);
+        var psi = Start("xenstore-read", "/secret");
+        psi.FileName = setpriv;
+        psi.ArgumentList.Clear();
+        foreach (var a in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", Requires.Tool("xenstore-read"), "/secret" })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.NotEqual(0, p.ExitCode);
+        Assert.DoesNotContain("s", stdout);
+        Assert.Equal("s", await _dom0.ReadAsync("/secret"));
+    }
+
+    [SkippableFact]
     public async Task WatchSeesALaterWrite()
     {
         using var p = Process.Start(Start("xenstore-watch", "/t/w"))!;
