@@ -30,6 +30,7 @@ public sealed class XenstoreRingStream : IXenstoreStream
     private uint _inCons;   // our consumer index on the ring we read
     private uint _outProd;  // our producer index on the ring we write
     private int _aborted;
+    private int _busy; // threads inside TryRead/TryWrite: Abort waits for them, so the page can be unmapped after
 
     /// <param name="isDaemon">true: read requests, write responses; false: the guest side.</param>
     public XenstoreRingStream(Memory<byte> page, IEventChannelDoorbell doorbell, bool isDaemon, string describe = "ring")
@@ -99,6 +100,19 @@ public sealed class XenstoreRingStream : IXenstoreStream
 
     private int TryRead(Span<byte> dest)
     {
+        if (!Enter()) return 0;
+        try
+        {
+            return TryReadCore(dest);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private int TryReadCore(Span<byte> dest)
+    {
         var page = _page.Span;
         var prod = Load(page, InProdOffset);
         var avail = prod - _inCons;
@@ -131,6 +145,29 @@ public sealed class XenstoreRingStream : IXenstoreStream
 
     private int TryWrite(ReadOnlySpan<byte> src)
     {
+        if (!Enter()) throw new IOException("ring closed");
+        try
+        {
+            return TryWriteCore(src);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private bool Enter()
+    {
+        Interlocked.Increment(ref _busy);
+        if (Volatile.Read(ref _aborted) == 0) return true;
+        Interlocked.Decrement(ref _busy);
+        return false;
+    }
+
+    private void Exit() => Interlocked.Decrement(ref _busy);
+
+    private int TryWriteCore(ReadOnlySpan<byte> src)
+    {
         var page = _page.Span;
         var cons = Load(page, OutConsOffset);
         var used = _outProd - cons;
@@ -152,11 +189,22 @@ public sealed class XenstoreRingStream : IXenstoreStream
     private void Fail(Span<byte> page, string why)
     {
         if (_isDaemon) Store(page, XenstoreDomainInterface.ErrorOffset, XenstoreLimits.ErrorRingIdx);
-        Abort();
+        MarkAborted(); // not Abort(): this thread is inside the page and Abort waits for that
         throw new XenstoreRingException(why);
     }
 
+    /// <summary>
+    /// Stops the stream and returns only once no thread touches the page any more, so the caller may
+    /// unmap it right after (a guest's page must never be read after release).
+    /// </summary>
     public void Abort()
+    {
+        MarkAborted();
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _busy) != 0) spin.SpinOnce();
+    }
+
+    private void MarkAborted()
     {
         if (Interlocked.Exchange(ref _aborted, 1) != 0) return;
         _readable.Close();
