@@ -15,5 +15,6 @@ internal static class Program
     /// <summary>Every verb; each area builds its commands in its own file (xenio/Verbs/&lt;Area&gt;.cs).</summary>
     private static IEnumerable<Command> Verbs() =>
     [
+        global::XenIo.Cli.Verbs.XenstoredVerb.Build(),
     ];
 }
