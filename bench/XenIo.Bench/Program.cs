@@ -6,7 +6,6 @@ namespace XenIo.Bench;
 /// <c>make bench</c>: runs every <see cref="ISystemBenchmark"/> and the BenchmarkDotNet micro
 /// benchmarks, then writes DIR/latest.json and DIR/latest.md.
 /// <code>XenIo.Bench [--only SUBSTR] [--out DIR] [--no-micro | --micro-only]</code>
-/// Hidden roles re-invoked by benchmarks themselves start with <c>--role</c>.
 /// </summary>
 internal static class Program
 {
