@@ -7,7 +7,7 @@ using Xunit;
 namespace XenIo.Hypervisor.Tests.Rings;
 
 /// <summary>A frontend (or backend) that writes impossible indices and garbage: the ring breaks, nothing throws.</summary>
-public class HostileRingTests
+public unsafe class HostileRingTests
 {
     private const int Length = RingGeometry.PageSize;
 
@@ -114,6 +114,52 @@ public class HostileRingTests
             Assert.InRange(yielded, 0, back.Size * 4);
             if (back.IsBroken) Assert.Equal(0, back.UnconsumedRequests);
         }
+    }
+
+    [Fact]
+    public void A_frontend_scribbling_on_the_page_from_another_thread_never_makes_the_backend_throw_or_overrun()
+    {
+        using var mem = new RingTestMemory(Length);
+        FrontRing<NetifTxRequest, NetifTxResponse>.Init(mem.Address, Length, 0);
+        var back = BackRing<NetifTxRequest, NetifTxResponse>.Attach(mem.Address, Length, 0);
+        using var stop = new CancellationTokenSource();
+        var address = mem.Address;
+        // The "guest": a mostly plausible req_prod racing ahead, slots rewritten while they are read.
+        var scribbler = new Thread(() =>
+        {
+            var random = new Random(99);
+            var words = new Span<uint>((void*)address, Length / 4);
+            uint prod = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                prod += (uint)random.Next(0, 8);
+                Volatile.Write(ref words[0], random.Next(5000) == 0 ? (uint)random.Next() : prod);
+                words[16 + random.Next(words.Length - 16)] = (uint)random.Next();
+            }
+        }) { IsBackground = true };
+        scribbler.Start();
+        long consumed = 0;
+        try
+        {
+            for (int i = 0; i < 200_000 && !back.IsBroken; i++)
+            {
+                while (back.TryConsumeRequest(out var req))
+                {
+                    consumed++;
+                    back.TryWriteResponse(new NetifTxResponse { Id = req.Id, Status = req.Size > 1514 ? NetifStatus.Error : NetifStatus.Okay });
+                    Assert.InRange(back.PendingResponses, 0, back.Size);
+                }
+                back.PushResponses();
+                back.FinalCheckForRequests();
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            scribbler.Join();
+        }
+        Assert.True(consumed > 0 || back.IsBroken);
+        Assert.InRange(back.PendingResponses, 0, back.Size);
     }
 
     [Fact]
