@@ -40,6 +40,13 @@ public sealed class BenchContext
         Console.WriteLine($"  {key} = {value:G6} {unit}{(target is { } t ? $" (target ≥ {t})" : "")}");
     }
 
+    /// <summary>Reports a figure whose goal is a ceiling (e.g. notifications per request): met when value ≤ <paramref name="limit"/>.</summary>
+    public void ReportAtMost(string key, double value, string unit, double limit, string? note = null)
+    {
+        lock (_gate) _figures.Add(new BenchFigure(key, value, unit, note, limit, TargetIsMaximum: true));
+        Console.WriteLine($"  {key} = {value:G6} {unit} (target ≤ {limit})");
+    }
+
     /// <summary>Reports that a figure could not be measured in this run, and why (a missing peer, no root).</summary>
     public void Unavailable(string key, string why)
     {
@@ -48,4 +55,9 @@ public sealed class BenchContext
     }
 }
 
-public sealed record BenchFigure(string Key, double Value, string Unit, string? Note, double? Target);
+/// <summary>One measured figure. <see cref="Target"/> is a floor unless <see cref="TargetIsMaximum"/>.</summary>
+public sealed record BenchFigure(string Key, double Value, string Unit, string? Note, double? Target, bool TargetIsMaximum = false)
+{
+    /// <summary>Whether the figure meets its target; null when it has none or was not measured.</summary>
+    public bool? Met => Target is not { } t || double.IsNaN(Value) ? null : TargetIsMaximum ? Value <= t : Value >= t;
+}

@@ -53,6 +53,7 @@ public enum GrantStatus : short
     BadCopyArg = -10,
     AddressTooBig = -11,
     Eagain = -12,
+    NoSpace = -13,
 }
 
 public static class GrantLimits

@@ -48,8 +48,18 @@ public static class RingGeometry
         if (entrySize <= 0) throw new ArgumentOutOfRangeException(nameof(entrySize));
         if (pages <= 0 || pages > 1 << MaxRingPageOrder || !BitOperations.IsPow2(pages))
             throw new ArgumentOutOfRangeException(nameof(pages), pages, "a ring is 1, 2, 4, 8 or 16 pages (order 0..4)");
-        long raw = ((long)pages * PageSize - SharedRingHeader.Size) / entrySize;
-        return raw <= 0 ? 0 : (int)BitOperations.RoundUpToPowerOf2((uint)raw + 1) >> 1;
+        return SlotsForBytes(entrySize, pages * PageSize);
+    }
+
+    /// <summary>
+    /// Slots in <paramref name="bytes"/> of ring memory (header included), as <c>__RING_SIZE</c>
+    /// computes it for any size: 0 when not even one entry fits.
+    /// </summary>
+    public static int SlotsForBytes(int entrySize, int bytes)
+    {
+        if (entrySize <= 0) throw new ArgumentOutOfRangeException(nameof(entrySize));
+        long raw = ((long)bytes - SharedRingHeader.Size) / entrySize;
+        return raw <= 0 ? 0 : 1 << BitOperations.Log2((uint)Math.Min(raw, int.MaxValue));
     }
 
     /// <summary>Pages for a ring of order <paramref name="order"/> (0..4).</summary>
