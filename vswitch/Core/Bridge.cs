@@ -136,10 +136,29 @@ public sealed class Bridge
     /// </summary>
     public void Receive(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata)
     {
-        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata);
+        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, _time.GetTimestamp());
     }
 
-    private void ReceiveLocked(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata)
+    /// <summary>
+    /// Forwards a batch of frames that arrived on <paramref name="ingress"/> (each <see cref="PacketBuffer"/>
+    /// with its frame at Offset, Length in its metadata, headroom before it): one lock and one clock read
+    /// for the whole batch, which is what ports that drain their peer in bursts should call.
+    /// </summary>
+    public void Receive(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch)
+    {
+        lock (_gate)
+        {
+            var now = _time.GetTimestamp();
+            foreach (var packet in batch)
+            {
+                packet.Metadata.Length = packet.Length;
+                packet.Metadata.IngressPort = ingress.Index;
+                ReceiveLocked(ingress, packet.Data, packet.Offset, ref packet.Metadata, now);
+            }
+        }
+    }
+
+    private void ReceiveLocked(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata, long now)
     {
         if (ingress.Bridge != this) return;
         var counters = ingress.Counters;
@@ -227,7 +246,6 @@ public sealed class Bridge
             counters.CountDrop(DropReason.BadSource);
             return;
         }
-        var now = _time.GetTimestamp();
         Fdb.Learn(source, vlan, ingress.Index, now);
 
         var destination = ReadMac(frame);

@@ -18,6 +18,21 @@ public sealed class PacketBuffer
         Offset = Headroom;
     }
 
+    private PacketBuffer(byte[] data, int offset, int length)
+    {
+        Data = data;
+        Offset = offset;
+        Length = length;
+        Metadata.Length = length;
+    }
+
+    /// <summary>Wraps an existing array (a port's fixed receive buffer) without a pool behind it.</summary>
+    public static PacketBuffer Wrap(byte[] data, int offset, int length)
+    {
+        if (offset < 4 || offset + length > data.Length) throw new ArgumentOutOfRangeException(nameof(offset), "a frame needs 4 bytes of headroom and must fit");
+        return new PacketBuffer(data, offset, length);
+    }
+
     public byte[] Data { get; }
     public int Offset;
     public int Length;

@@ -81,6 +81,14 @@ public abstract class SwitchPort : IDisposable
         bridge.Receive(this, buffer, offset, ref metadata);
     }
 
+    /// <summary>Hands a batch of received frames to the bridge (one lock and clock read for all of them).</summary>
+    protected void Deliver(ReadOnlySpan<PacketBuffer> batch)
+    {
+        var bridge = Bridge;
+        if (bridge is null) return;
+        bridge.Receive(this, batch);
+    }
+
     /// <summary>Called when the port joins a bridge: start I/O here.</summary>
     protected internal virtual void OnAttached() { }
 
