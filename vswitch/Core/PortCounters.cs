@@ -26,6 +26,8 @@ public enum DropReason
     UnknownPeer,
     /// <summary>No buffer was free to hold the frame.</summary>
     NoBuffer,
+    /// <summary>The port has no peer right now (a stream port between connections).</summary>
+    LinkDown,
 }
 
 /// <summary>
