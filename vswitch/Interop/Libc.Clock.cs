@@ -17,3 +17,9 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "clock_gettime")]
     public static partial int ClockGetTime(int clock, Timespec* ts);
 }
+
+internal static partial class Libc
+{
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+}
