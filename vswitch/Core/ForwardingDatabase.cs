@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace XenIo.VSwitch.Core;
 
 /// <summary>One learned or static MAC entry, as <c>xenio switch fdb</c> shows it.</summary>
@@ -7,24 +5,31 @@ public readonly record struct FdbEntry(ulong Mac, int Vlan, int Port, bool Stati
 
 /// <summary>
 /// The MAC learning table of one bridge, keyed by (VLAN, MAC) so the same MAC on two VLANs is two
-/// entries. Bounded (Open vSwitch's default 8192) with its storage sized once, so a guest sending from
-/// a million random MACs cannot grow memory; when full, expired entries are swept (at most once a
+/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table sized once (twice the
+/// limit, linear probing, backward-shift deletion), so a guest sending from a million random MACs cannot
+/// grow memory and a lookup touches one cache line; when full, expired entries are swept (at most once a
 /// second) and otherwise new MACs are not learned and their frames flood. A MAC that moves between
 /// ports again within <see cref="MinPersistence"/> is not moved (VDE's 3 s), which damps MAC flapping
 /// from loops or spoofing. Not thread-safe: the bridge calls it under its lock.
 /// </summary>
 public sealed class ForwardingDatabase
 {
+    private const ulong Occupied = 1UL << 63;
+
     private struct Slot
     {
+        public ulong Key; // Occupied | vlan << 48 | mac; 0 when empty
         public int Port;
         public bool Static;
         public long LastSeen;
         public long LearnedAt;
     }
 
-    private readonly Dictionary<ulong, Slot> _table;
+    private readonly Slot[] _slots;
+    private readonly int _mask;
+    private readonly int _shift;
     private readonly TimeProvider _time;
+    private int _count;
     private long _agingTicks;
     private long _persistenceTicks;
     private long _lastSweep;
@@ -35,17 +40,20 @@ public sealed class ForwardingDatabase
 
     public ForwardingDatabase(int limit = 8192, TimeSpan? aging = null, TimeSpan? minPersistence = null, TimeProvider? time = null)
     {
-        if (limit <= 0) throw new ArgumentOutOfRangeException(nameof(limit));
+        if (limit <= 0 || limit > 1 << 24) throw new ArgumentOutOfRangeException(nameof(limit));
         Limit = limit;
         _time = time ?? TimeProvider.System;
-        _table = new Dictionary<ulong, Slot>(limit);
+        var capacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
+        _slots = new Slot[capacity];
+        _mask = capacity - 1;
+        _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
         Aging = aging ?? TimeSpan.FromSeconds(300);
         MinPersistence = minPersistence ?? TimeSpan.FromSeconds(3);
         _lastSweep = _time.GetTimestamp();
     }
 
     public int Limit { get; }
-    public int Count => _table.Count;
+    public int Count => _count;
     public long Learned => _learned;
     public long Moves => _moves;
     public long FlapsDamped => _flapsDamped;
@@ -63,7 +71,56 @@ public sealed class ForwardingDatabase
         set => _persistenceTicks = (long)(value.TotalSeconds * _time.TimestampFrequency);
     }
 
-    public static ulong Key(ulong mac, int vlan) => (ulong)vlan << 48 | (mac & 0xFFFF_FFFF_FFFF);
+    public static ulong Key(ulong mac, int vlan) => Occupied | (ulong)(vlan & 0xFFF) << 48 | (mac & 0xFFFF_FFFF_FFFF);
+
+    private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
+
+    private int Find(ulong key)
+    {
+        var slots = _slots;
+        var i = Home(key);
+        while (true)
+        {
+            var k = slots[i].Key;
+            if (k == key) return i;
+            if (k == 0) return -1;
+            i = (i + 1) & _mask;
+        }
+    }
+
+    private int Insert(ulong key)
+    {
+        var i = Home(key);
+        while (_slots[i].Key != 0) i = (i + 1) & _mask;
+        _slots[i].Key = key;
+        _count++;
+        return i;
+    }
+
+    /// <summary>Removes slot <paramref name="i"/>, shifting later members of its cluster back so probes stay unbroken.</summary>
+    private void RemoveAt(int i)
+    {
+        var j = i;
+        while (true)
+        {
+            _slots[i] = default;
+            while (true)
+            {
+                j = (j + 1) & _mask;
+                if (_slots[j].Key == 0)
+                {
+                    _count--;
+                    return;
+                }
+                var home = Home(_slots[j].Key);
+                // Leave the entry where it is when its home lies cyclically in (i, j].
+                var stays = i <= j ? i < home && home <= j : i < home || home <= j;
+                if (!stays) break;
+            }
+            _slots[i] = _slots[j];
+            i = j;
+        }
+    }
 
     /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
     public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, port, _time.GetTimestamp());
@@ -71,12 +128,13 @@ public sealed class ForwardingDatabase
     internal void Learn(ulong mac, int vlan, int port, long now)
     {
         var key = Key(mac, vlan);
-        ref var slot = ref CollectionsMarshal.GetValueRefOrNullRef(_table, key);
-        if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot))
+        var i = Find(key);
+        if (i >= 0)
         {
-            if (slot.Static) return;
+            ref var slot = ref _slots[i];
             if (slot.Port != port)
             {
+                if (slot.Static) return;
                 var expired = now - slot.LastSeen > _agingTicks;
                 if (!expired && now - slot.LearnedAt < _persistenceTicks)
                 {
@@ -90,16 +148,19 @@ public sealed class ForwardingDatabase
             slot.LastSeen = now;
             return;
         }
-        if (_table.Count >= Limit)
+        if (_count >= Limit)
         {
             if (now - _lastSweep >= _time.TimestampFrequency) Sweep(now);
-            if (_table.Count >= Limit)
+            if (_count >= Limit)
             {
                 _notLearnedFull++;
                 return;
             }
         }
-        _table[key] = new Slot { Port = port, LastSeen = now, LearnedAt = now };
+        i = Insert(key);
+        _slots[i].Port = port;
+        _slots[i].LastSeen = now;
+        _slots[i].LearnedAt = now;
         _learned++;
     }
 
@@ -108,12 +169,12 @@ public sealed class ForwardingDatabase
 
     internal int Lookup(ulong mac, int vlan, long now)
     {
-        var key = Key(mac, vlan);
-        ref var slot = ref CollectionsMarshal.GetValueRefOrNullRef(_table, key);
-        if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot)) return -1;
+        var i = Find(Key(mac, vlan));
+        if (i < 0) return -1;
+        ref var slot = ref _slots[i];
         if (!slot.Static && now - slot.LastSeen > _agingTicks)
         {
-            _table.Remove(key);
+            RemoveAt(i);
             return -1;
         }
         return slot.Port;
@@ -123,27 +184,31 @@ public sealed class ForwardingDatabase
     public bool AddStatic(ulong mac, int vlan, int port)
     {
         var key = Key(mac, vlan);
-        if (!_table.ContainsKey(key) && _table.Count >= Limit) return false;
-        _table[key] = new Slot { Port = port, Static = true, LastSeen = _time.GetTimestamp(), LearnedAt = _time.GetTimestamp() };
+        var i = Find(key);
+        if (i < 0)
+        {
+            if (_count >= Limit) return false;
+            i = Insert(key);
+        }
+        var now = _time.GetTimestamp();
+        _slots[i].Port = port;
+        _slots[i].Static = true;
+        _slots[i].LastSeen = now;
+        _slots[i].LearnedAt = now;
         return true;
     }
 
-    public bool Remove(ulong mac, int vlan) => _table.Remove(Key(mac, vlan));
+    public bool Remove(ulong mac, int vlan)
+    {
+        var i = Find(Key(mac, vlan));
+        if (i < 0) return false;
+        RemoveAt(i);
+        return true;
+    }
 
     /// <summary>Removes learned entries (and static ones when asked), of one port or all (<paramref name="port"/> -1).</summary>
-    public int Flush(int port = -1, bool includeStatic = false)
-    {
-        var removed = 0;
-        foreach (var (key, slot) in _table)
-        {
-            if ((port < 0 || slot.Port == port) && (includeStatic || !slot.Static))
-            {
-                _table.Remove(key);
-                removed++;
-            }
-        }
-        return removed;
-    }
+    public int Flush(int port = -1, bool includeStatic = false) =>
+        RemoveWhere((in Slot s, long _) => (port < 0 || s.Port == port) && (includeStatic || !s.Static), 0);
 
     /// <summary>Drops every aged-out entry; the bridge calls it from housekeeping.</summary>
     public int Sweep() => Sweep(_time.GetTimestamp());
@@ -151,12 +216,21 @@ public sealed class ForwardingDatabase
     private int Sweep(long now)
     {
         _lastSweep = now;
+        var aging = _agingTicks;
+        return RemoveWhere((in Slot s, long t) => !s.Static && t - s.LastSeen > aging, now);
+    }
+
+    private delegate bool SlotPredicate(in Slot slot, long now);
+
+    private int RemoveWhere(SlotPredicate predicate, long now)
+    {
         var removed = 0;
-        foreach (var (key, slot) in _table)
+        for (var i = 0; i < _slots.Length; i++)
         {
-            if (!slot.Static && now - slot.LastSeen > _agingTicks)
+            // Backward shift may pull a later entry into i: look at i again until it keeps one.
+            while (_slots[i].Key != 0 && predicate(in _slots[i], now))
             {
-                _table.Remove(key);
+                RemoveAt(i);
                 removed++;
             }
         }
@@ -166,11 +240,12 @@ public sealed class ForwardingDatabase
     public List<FdbEntry> Snapshot()
     {
         var now = _time.GetTimestamp();
-        var list = new List<FdbEntry>(_table.Count);
-        foreach (var (key, slot) in _table)
+        var list = new List<FdbEntry>(_count);
+        foreach (ref readonly var slot in _slots.AsSpan())
         {
+            if (slot.Key == 0) continue;
             var age = TimeSpan.FromSeconds((now - slot.LastSeen) / (double)_time.TimestampFrequency);
-            list.Add(new FdbEntry(key & 0xFFFF_FFFF_FFFF, (int)(key >> 48), slot.Port, slot.Static, age));
+            list.Add(new FdbEntry(slot.Key & 0xFFFF_FFFF_FFFF, (int)(slot.Key >> 48 & 0xFFF), slot.Port, slot.Static, age));
         }
         return list;
     }
