@@ -8,7 +8,7 @@ internal sealed class Netns : IDisposable
     public Netns(string name)
     {
         Name = name;
-        Run("ip", "netns", "del", name, allowFailure: true);
+        Run("ip", ["netns", "del", name], allowFailure: true);
         Run("ip", "netns", "add", name);
         Exec("ip", "link", "set", "lo", "up");
     }
@@ -32,5 +32,5 @@ internal sealed class Netns : IDisposable
         return output.Result;
     }
 
-    public void Dispose() => Run("ip", "netns", "del", Name, allowFailure: true);
+    public void Dispose() => Run("ip", ["netns", "del", Name], allowFailure: true);
 }
