@@ -68,6 +68,7 @@ public class TapPort : SwitchPort, IReadinessHandler
                 if (n < 0)
                 {
                     drained = true;
+                    if (n != -EAGAIN) Fail(n);
                     break;
                 }
                 VirtioNetHeader.TryRead(_rxHeader, out var header);
@@ -85,6 +86,21 @@ public class TapPort : SwitchPort, IReadinessHandler
             if (count > 0) Deliver(_batch.AsSpan(0, count));
             if (drained) return;
         }
+    }
+
+    /// <summary>Raised once, on the loop thread, when the TAP stops working (its interface was destroyed).</summary>
+    public event Action<string>? Log;
+
+    /// <summary>
+    /// A read error other than EAGAIN (the interface was deleted with its namespace, say) would wake the
+    /// level-triggered loop forever: stop polling this TAP and say so once.
+    /// </summary>
+    private void Fail(int errno)
+    {
+        if (!_registered) return;
+        _registered = false;
+        _loop.Remove(_tap.Fd);
+        Log?.Invoke($"tap port {Name}: read failed with errno {-errno}; port stopped");
     }
 
     protected internal override DropReason Transmit(ReadOnlySpan<byte> frame, in FrameMetadata metadata)

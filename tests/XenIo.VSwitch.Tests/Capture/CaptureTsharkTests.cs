@@ -161,3 +161,40 @@ public sealed class CaptureTsharkTests : IDisposable
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1024);
     }
 }
+
+public sealed class GsoCaptureTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("xenio-gso-capture").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>As tcpdump on a TAP shows it: a GSO frame is one record where it crosses whole, segments where it was cut.</summary>
+    [SkippableFact]
+    public void A_gso_frame_is_one_record_where_it_crosses_whole()
+    {
+        var tshark = XenIo.Tests.Requires.Tool("tshark");
+        var bridge = new Bridge("br0", time: new ManualTime());
+        var src = new RecordingPort("src") { Offloads = true };
+        var tso = new RecordingPort("tso") { Offloads = true };
+        var plain = new RecordingPort("plain");
+        foreach (var p in new[] { src, tso, plain }) bridge.AddPort(p);
+        var file = Path.Combine(_dir, "gso.pcapng");
+        using (var mirror = new Mirror("m", new PcapNgSink(File.Create(file)), clock: new SteppingClock()))
+        {
+            mirror.Attach(bridge);
+            var payload = new byte[20000];
+            var tcp = new PacketDotNet.TcpPacket(1, 2) { SequenceNumber = 1, Acknowledgment = true, WindowSize = 100, PayloadData = payload };
+            var ip = new PacketDotNet.IPv4Packet(System.Net.IPAddress.Parse("198.18.0.1"), System.Net.IPAddress.Parse("198.18.0.2")) { PayloadPacket = tcp, TimeToLive = 64 };
+            var eth = new PacketDotNet.EthernetPacket(System.Net.NetworkInformation.PhysicalAddress.Parse("02-00-00-00-00-01"), System.Net.NetworkInformation.PhysicalAddress.Parse("FF-FF-FF-FF-FF-FF"), PacketDotNet.EthernetType.IPv4) { PayloadPacket = ip };
+            eth.UpdateCalculatedValues();
+            ip.UpdateIPChecksum();
+            var frame = eth.Bytes;
+            src.Inject(frame, new XenIo.Net.Frames.FrameMetadata { Checksum = XenIo.Net.Frames.ChecksumState.Partial, CsumStart = 34, CsumOffset = 16, Gso = XenIo.Net.Frames.GsoType.TcpV4, GsoSize = 1448 });
+        }
+        var rows = Tshark.Fields(tshark, file, null, "frame.interface_name", "frame.len");
+        Assert.Single(rows, r => r[0] == "br0/src" && r[1] == "20054");
+        Assert.Single(rows, r => r[0] == "br0/tso" && r[1] == "20054");
+        Assert.Equal(14, rows.Count(r => r[0] == "br0/plain"));
+        Assert.All(rows.Where(r => r[0] == "br0/plain"), r => Assert.True(int.Parse(r[1]) <= 1502));
+    }
+}
