@@ -267,11 +267,17 @@ public sealed class Bridge
                 if (port is not null && port.AdminUp)
                 {
                     var egress = port.Vlan.Egress(vlan);
-                    if (egress != VlanEgress.NotMember)
+                    if (egress == VlanEgress.Untagged)
+                    {
+                        // The common case: one known destination, no tag to push.
+                        Transmit(port, vlan, frame, metadata, 0);
+                        return;
+                    }
+                    if (egress == VlanEgress.Tagged)
                     {
                         _destinations[0] = known;
                         _egress[0] = egress;
-                        anyTagged = egress == VlanEgress.Tagged;
+                        anyTagged = true;
                         count = 1;
                     }
                 }
@@ -297,7 +303,7 @@ public sealed class Bridge
 
         for (var i = 0; i < count; i++)
         {
-            if (_egress[i] == VlanEgress.Untagged) Transmit(_slots[_destinations[i]]!, vlan, frame, metadata);
+            if (_egress[i] == VlanEgress.Untagged) Transmit(_slots[_destinations[i]]!, vlan, frame, metadata, 0);
         }
         if (!anyTagged) return;
 
@@ -313,18 +319,17 @@ public sealed class Bridge
         if (taggedMetadata.IsGso) taggedMetadata.HeaderLength += EtherTypes.VlanTagLength;
         for (var i = 0; i < count; i++)
         {
-            if (_egress[i] == VlanEgress.Tagged) Transmit(_slots[_destinations[i]]!, vlan, taggedFrame, taggedMetadata);
+            if (_egress[i] == VlanEgress.Tagged) Transmit(_slots[_destinations[i]]!, vlan, taggedFrame, taggedMetadata, EtherTypes.VlanTagLength);
         }
     }
 
-    private void Transmit(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata)
+    private void Transmit(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
     {
         if (port.EgressLimit is { } limit && !limit.TryAdmit(frame.Length))
         {
             port.Counters.CountDrop(DropReason.RateLimit);
             return;
         }
-        var tagLength = frame.Length >= 14 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherTypes.Vlan ? EtherTypes.VlanTagLength : 0;
         if (metadata.IsGso && !port.AcceptsGso)
         {
             _segmentSink.Port = port;
