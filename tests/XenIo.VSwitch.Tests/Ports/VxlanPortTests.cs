@@ -71,4 +71,27 @@ public class VxlanPortTests
         Assert.Equal(2, vxlan.Counters.Drops(DropReason.Malformed));
         Assert.Equal(2, vxlan.Counters.RxPackets);
     }
+
+    [Fact]
+    public void Each_remote_has_its_own_vni()
+    {
+        using var r1 = Udp("127.0.0.1");
+        using var r2 = Udp("127.0.0.3");
+        var bridge = new Bridge("br0");
+        var local = new QueuePort("local");
+        using var vxlan = new VxlanPort("vx0", new VxlanPortOptions(new IPEndPoint(IPAddress.Loopback, 0), 100,
+            [(IPEndPoint)r1.LocalEndPoint!, new VxlanRemote((IPEndPoint)r2.LocalEndPoint!, 200)]));
+        bridge.AddPort(local);
+        bridge.AddPort(vxlan);
+        var f = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        local.Inject(f);
+        var buffer = new byte[2000];
+        Assert.Equal(Packet(100, f), buffer[..r1.Receive(buffer)]);
+        Assert.Equal(Packet(200, f), buffer[..r2.Receive(buffer)]);
+        r2.SendTo(Packet(100, Frame.Build(Frame.Broadcast, Frame.Mac(2))), vxlan.LocalEndPoint); // r1's VNI from r2
+        var good = Frame.Build(Frame.Broadcast, Frame.Mac(3));
+        r2.SendTo(Packet(200, good), vxlan.LocalEndPoint);
+        Assert.Equal(good, local.Next());
+        Assert.Equal(1, vxlan.Counters.Drops(DropReason.UnknownPeer));
+    }
 }
