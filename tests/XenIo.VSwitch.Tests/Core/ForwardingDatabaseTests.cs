@@ -1,0 +1,65 @@
+using XenIo.VSwitch.Core;
+using Xunit;
+
+namespace XenIo.VSwitch.Tests.Core;
+
+public class ForwardingDatabaseTests
+{
+    /// <summary>The open-addressing table against a Dictionary model, over random learns, removals, flushes and aging.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Agrees_with_a_dictionary_model(int seed)
+    {
+        var time = new ManualTime();
+        var fdb = new ForwardingDatabase(limit: 64, aging: TimeSpan.FromSeconds(10), minPersistence: TimeSpan.Zero, time: time);
+        var model = new Dictionary<(ulong, int), (int Port, long Seen)>();
+        var random = new Random(seed);
+        long now = 0;
+        for (var step = 0; step < 200_000; step++)
+        {
+            var mac = (ulong)random.Next(200);
+            var vlan = random.Next(3);
+            switch (random.Next(100))
+            {
+                case < 60:
+                {
+                    var port = random.Next(4);
+                    fdb.Learn(mac, vlan, port);
+                    if (model.ContainsKey((mac, vlan)) || model.Count < 64) model[(mac, vlan)] = (port, now);
+                    break;
+                }
+                case < 85:
+                {
+                    var expected = model.TryGetValue((mac, vlan), out var e) ? e.Port : -1;
+                    Assert.Equal(expected, fdb.Lookup(mac, vlan));
+                    break;
+                }
+                case < 97:
+                    Assert.Equal(model.Remove((mac, vlan)), fdb.Remove(mac, vlan));
+                    break;
+                case < 98:
+                {
+                    var port = random.Next(4);
+                    var gone = model.Where(kv => kv.Value.Port == port).Select(kv => kv.Key).ToList();
+                    foreach (var k in gone) model.Remove(k);
+                    Assert.Equal(gone.Count, fdb.Flush(port));
+                    break;
+                }
+                default:
+                {
+                    time.Advance(TimeSpan.FromSeconds(6));
+                    now += 6;
+                    var old = model.Where(kv => now - kv.Value.Seen > 10).Select(kv => kv.Key).ToList();
+                    foreach (var k in old) model.Remove(k);
+                    Assert.Equal(old.Count, fdb.Sweep());
+                    break;
+                }
+            }
+            Assert.Equal(model.Count, fdb.Count);
+        }
+        var snapshot = fdb.Snapshot().Select(e => ((e.Mac, e.Vlan), e.Port)).OrderBy(x => x).ToList();
+        Assert.Equal(model.Select(kv => (kv.Key, kv.Value.Port)).OrderBy(x => x).ToList(), snapshot);
+    }
+}

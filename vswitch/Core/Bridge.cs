@@ -1,0 +1,407 @@
+using System.Buffers.Binary;
+using XenIo.Net.Frames;
+using XenIo.Net.Offload;
+
+namespace XenIo.VSwitch.Core;
+
+/// <summary>Which way a frame crosses a port, seen from the switch.</summary>
+public enum CaptureDirection : byte
+{
+    /// <summary>From the port's peer into the switch.</summary>
+    Ingress = 1,
+    /// <summary>From the switch out to the port's peer.</summary>
+    Egress = 2,
+}
+
+/// <summary>Sees every frame as it crosses a port of a bridge (mirrors implement it). Called under the bridge's lock.</summary>
+public interface IFrameObserver
+{
+    void Observe(SwitchPort port, CaptureDirection direction, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata);
+}
+
+/// <summary>
+/// A learning Ethernet switch: VLAN classification and 802.1Q pop/push, MAC learning, flooding with
+/// split horizon, per-port MTU, admin state, rate limits and counters, and mirrors. <see cref="Receive"/>
+/// decides the whole destination set before any frame byte moves, then hands the one frame to each
+/// destination port (untagged destinations first, then the tag is pushed in place for tagged ones), so a
+/// frame is copied once, by the destination port. Ports that cannot take offloaded frames get software
+/// checksum completion and TCP segmentation into a bridge-owned scratch buffer. One lock serialises
+/// forwarding: ports call in from their own I/O threads, and the tables are not shared otherwise.
+/// Frames come from guests and peers: nothing here throws on a bad frame; it is dropped and counted.
+/// </summary>
+public sealed class Bridge
+{
+    private const int MaxPorts = 4096;
+    private readonly Lock _gate = new();
+    private readonly TimeProvider _time;
+    private readonly SwitchPort?[] _slots = new SwitchPort?[MaxPorts];
+    private SwitchPort[] _active = [];
+    private IFrameObserver[] _observers = [];
+    private readonly int[] _destinations = new int[MaxPorts];
+    private readonly VlanEgress[] _egress = new VlanEgress[MaxPorts];
+    private readonly byte[] _scratch = new byte[EtherTypes.MaxFrameLength + 64];
+    private readonly SegmentSink _segmentSink;
+
+    public Bridge(string name, int fdbLimit = 8192, TimeSpan? aging = null, TimeProvider? time = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        Name = name;
+        _time = time ?? TimeProvider.System;
+        Fdb = new ForwardingDatabase(fdbLimit, aging, time: _time);
+        _segmentSink = new SegmentSink(this);
+    }
+
+    public string Name { get; }
+    public ForwardingDatabase Fdb { get; }
+
+    /// <summary>Unicast frames whose destination sits on the port they came in on (not forwarded, not an error).</summary>
+    public long Filtered { get; private set; }
+    public long Flooded { get; private set; }
+
+    public IReadOnlyList<SwitchPort> Ports => Volatile.Read(ref _active);
+
+    /// <summary>Runs <paramref name="action"/> under the forwarding lock (management reads of the FDB).</summary>
+    public T WithLock<T>(Func<Bridge, T> action)
+    {
+        lock (_gate) return action(this);
+    }
+
+    public SwitchPort? FindPort(string name)
+    {
+        foreach (var p in Ports)
+            if (p.Name == name) return p;
+        return null;
+    }
+
+    public void AddPort(SwitchPort port)
+    {
+        ArgumentNullException.ThrowIfNull(port);
+        lock (_gate)
+        {
+            if (port.Bridge is not null) throw new InvalidOperationException($"port {port.Name} already belongs to bridge {port.Bridge.Name}");
+            if (FindPort(port.Name) is not null) throw new InvalidOperationException($"bridge {Name} already has a port {port.Name}");
+            var index = Array.IndexOf(_slots, null);
+            if (index < 0) throw new InvalidOperationException($"bridge {Name} has {MaxPorts} ports already");
+            _slots[index] = port;
+            port.Index = index;
+            port.Bridge = this;
+            Volatile.Write(ref _active, [.. _active, port]);
+        }
+        port.OnAttached();
+    }
+
+    public bool RemovePort(SwitchPort port)
+    {
+        lock (_gate)
+        {
+            if (port.Bridge != this) return false;
+            _slots[port.Index] = null;
+            Fdb.Flush(port.Index, includeStatic: true);
+            Volatile.Write(ref _active, _active.Where(p => p != port).ToArray());
+            port.Bridge = null;
+            port.Index = -1;
+        }
+        port.OnDetached();
+        return true;
+    }
+
+    public void AddObserver(IFrameObserver observer)
+    {
+        lock (_gate) _observers = [.. _observers, observer];
+    }
+
+    public void RemoveObserver(IFrameObserver observer)
+    {
+        lock (_gate) _observers = _observers.Where(o => o != observer).ToArray();
+    }
+
+    internal void OnPortChanged(SwitchPort port)
+    {
+        // A port that changes VLANs must not keep attracting frames for VLANs it left.
+        lock (_gate)
+        {
+            if (port.Bridge == this) Fdb.Flush(port.Index);
+        }
+    }
+
+    /// <summary>Ages out the forwarding database; called periodically by the owner.</summary>
+    public int Housekeeping()
+    {
+        lock (_gate) return Fdb.Sweep();
+    }
+
+    /// <summary>
+    /// Forwards one frame that arrived on <paramref name="ingress"/>: <c>buffer[offset .. offset + metadata.Length]</c>
+    /// with at least 4 free bytes before it. The buffer may be rewritten.
+    /// </summary>
+    public void Receive(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata)
+    {
+        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, _time.GetTimestamp());
+    }
+
+    /// <summary>
+    /// Forwards a batch of frames that arrived on <paramref name="ingress"/> (each <see cref="PacketBuffer"/>
+    /// with its frame at Offset, Length in its metadata, headroom before it): one lock and one clock read
+    /// for the whole batch, which is what ports that drain their peer in bursts should call.
+    /// </summary>
+    public void Receive(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch)
+    {
+        lock (_gate)
+        {
+            var now = _time.GetTimestamp();
+            foreach (var packet in batch)
+            {
+                packet.Metadata.Length = packet.Length;
+                packet.Metadata.IngressPort = ingress.Index;
+                ReceiveLocked(ingress, packet.Data, packet.Offset, ref packet.Metadata, now);
+            }
+        }
+    }
+
+    private void ReceiveLocked(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata, long now)
+    {
+        if (ingress.Bridge != this) return;
+        var counters = ingress.Counters;
+        var length = metadata.Length;
+        if (!ingress.AdminUp)
+        {
+            counters.CountDrop(DropReason.AdminDown);
+            return;
+        }
+        if (length < EtherTypes.MinFrameLength || offset < EtherTypes.VlanTagLength || (uint)(offset + length) > (uint)buffer.Length || length < 0)
+        {
+            counters.CountDrop(DropReason.Runt);
+            return;
+        }
+        if (length > EtherTypes.MaxFrameLength)
+        {
+            counters.CountDrop(DropReason.TooBig);
+            return;
+        }
+        var frame = buffer.Slice(offset, length);
+
+        var tagged = metadata.HasVlan;
+        var tci = metadata.VlanTci;
+        var tagInBytes = false;
+        if (!tagged && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherTypes.Vlan)
+        {
+            if (length < EtherTypes.EthernetHeaderLength + EtherTypes.VlanTagLength)
+            {
+                counters.CountDrop(DropReason.Runt);
+                return;
+            }
+            tci = BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
+            tagged = true;
+            tagInBytes = true;
+        }
+        var l3Length = length - EtherTypes.EthernetHeaderLength - (tagInBytes ? EtherTypes.VlanTagLength : 0);
+        if (!metadata.IsGso && l3Length > ingress.Mtu)
+        {
+            counters.CountDrop(DropReason.TooBig);
+            return;
+        }
+        if (ingress.IngressLimit is { } limit && !limit.TryAdmit(length))
+        {
+            counters.CountDrop(DropReason.RateLimit);
+            return;
+        }
+        counters.RxPacketsField++;
+        counters.RxBytesField += length;
+
+        var vlan = ingress.Vlan.ClassifyIngress(tagged, tci & 0x0FFF);
+        var observers = _observers;
+        foreach (var o in observers) o.Observe(ingress, CaptureDirection.Ingress, vlan >= 0 ? vlan : tci & 0x0FFF, frame, metadata);
+        if (vlan < 0)
+        {
+            counters.CountDrop(DropReason.Vlan);
+            return;
+        }
+
+        if (tagInBytes)
+        {
+            if (metadata.Checksum == ChecksumState.Partial)
+            {
+                if (metadata.CsumStart < EtherTypes.EthernetHeaderLength + EtherTypes.VlanTagLength)
+                {
+                    counters.CountDrop(DropReason.Malformed);
+                    return;
+                }
+                metadata.CsumStart -= EtherTypes.VlanTagLength;
+            }
+            if (metadata.HeaderLength >= EtherTypes.VlanTagLength) metadata.HeaderLength -= EtherTypes.VlanTagLength;
+            // Pop: slide the two MACs over the tag rather than the payload over the gap.
+            buffer.Slice(offset, 2 * EtherTypes.MacLength).CopyTo(buffer[(offset + EtherTypes.VlanTagLength)..]);
+            offset += EtherTypes.VlanTagLength;
+            length -= EtherTypes.VlanTagLength;
+            frame = buffer.Slice(offset, length);
+        }
+        metadata.Length = length;
+        metadata.HasVlan = false;
+        // Keep the priority bits for a tagged egress; the VID is the classified VLAN.
+        metadata.VlanTci = (ushort)((tagged ? tci & 0xF000 : 0) | vlan);
+
+        var source = ReadMac(frame[EtherTypes.MacLength..]);
+        if ((source & 0x0100_0000_0000) != 0)
+        {
+            counters.CountDrop(DropReason.BadSource);
+            return;
+        }
+        Fdb.Learn(source, vlan, ingress.Index, now);
+
+        var destination = ReadMac(frame);
+        var count = 0;
+        var anyTagged = false;
+        var flood = true;
+        if ((destination & 0x0100_0000_0000) == 0)
+        {
+            var known = Fdb.Lookup(destination, vlan, now);
+            if (known >= 0)
+            {
+                flood = false;
+                if (known == ingress.Index)
+                {
+                    Filtered++;
+                    return;
+                }
+                var port = _slots[known];
+                if (port is not null && port.AdminUp)
+                {
+                    var egress = port.Vlan.Egress(vlan);
+                    if (egress == VlanEgress.Untagged)
+                    {
+                        // The common case: one known destination, no tag to push.
+                        Transmit(port, vlan, frame, metadata, 0);
+                        return;
+                    }
+                    if (egress == VlanEgress.Tagged)
+                    {
+                        _destinations[0] = known;
+                        _egress[0] = egress;
+                        anyTagged = true;
+                        count = 1;
+                    }
+                }
+            }
+        }
+        if (flood)
+        {
+            Flooded++;
+            var ingressSplit = ingress.SplitHorizon;
+            foreach (var port in _active)
+            {
+                if (port == ingress || !port.AdminUp) continue;
+                if (ingressSplit && port.SplitHorizon) continue;
+                var egress = port.Vlan.Egress(vlan);
+                if (egress == VlanEgress.NotMember) continue;
+                _destinations[count] = port.Index;
+                _egress[count] = egress;
+                anyTagged |= egress == VlanEgress.Tagged;
+                count++;
+            }
+        }
+        if (count == 0) return;
+
+        for (var i = 0; i < count; i++)
+        {
+            if (_egress[i] == VlanEgress.Untagged) Transmit(_slots[_destinations[i]]!, vlan, frame, metadata, 0);
+        }
+        if (!anyTagged) return;
+
+        // Push: slide the MACs into the headroom and write the tag behind them.
+        buffer.Slice(offset, 2 * EtherTypes.MacLength).CopyTo(buffer[(offset - EtherTypes.VlanTagLength)..]);
+        offset -= EtherTypes.VlanTagLength;
+        BinaryPrimitives.WriteUInt16BigEndian(buffer[(offset + 12)..], EtherTypes.Vlan);
+        BinaryPrimitives.WriteUInt16BigEndian(buffer[(offset + 14)..], metadata.VlanTci);
+        var taggedFrame = buffer.Slice(offset, length + EtherTypes.VlanTagLength);
+        var taggedMetadata = metadata;
+        taggedMetadata.Length = taggedFrame.Length;
+        if (taggedMetadata.Checksum == ChecksumState.Partial) taggedMetadata.CsumStart += EtherTypes.VlanTagLength;
+        if (taggedMetadata.IsGso) taggedMetadata.HeaderLength += EtherTypes.VlanTagLength;
+        for (var i = 0; i < count; i++)
+        {
+            if (_egress[i] == VlanEgress.Tagged) Transmit(_slots[_destinations[i]]!, vlan, taggedFrame, taggedMetadata, EtherTypes.VlanTagLength);
+        }
+    }
+
+    private void Transmit(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
+    {
+        if (port.EgressLimit is { } limit && !limit.TryAdmit(frame.Length))
+        {
+            port.Counters.CountDrop(DropReason.RateLimit);
+            return;
+        }
+        if (metadata.IsGso && !port.AcceptsGso)
+        {
+            _segmentSink.Port = port;
+            _segmentSink.Vlan = vlan;
+            _segmentSink.MaxLength = port.Mtu + EtherTypes.EthernetHeaderLength + tagLength;
+            var result = TcpSegmenter.Segment(frame, metadata, _scratch, _segmentSink, out _);
+            if (result != SegmentResult.Ok) port.Counters.CountDrop(DropReason.Malformed);
+            return;
+        }
+        if (!metadata.IsGso && frame.Length - EtherTypes.EthernetHeaderLength - tagLength > port.Mtu)
+        {
+            port.Counters.CountDrop(DropReason.TooBig);
+            return;
+        }
+        if (metadata.Checksum == ChecksumState.Partial && !port.AcceptsPartialChecksum)
+        {
+            var copy = _scratch.AsSpan(0, frame.Length);
+            frame.CopyTo(copy);
+            if (!TransportChecksum.CompletePartial(copy, metadata.CsumStart, metadata.CsumOffset))
+            {
+                port.Counters.CountDrop(DropReason.Malformed);
+                return;
+            }
+            var completed = metadata;
+            completed.Checksum = ChecksumState.None;
+            Send(port, vlan, copy, completed);
+            return;
+        }
+        Send(port, vlan, frame, metadata);
+    }
+
+    private void Send(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata)
+    {
+        DropReason result;
+        try
+        {
+            result = port.Transmit(frame, metadata);
+        }
+        catch (Exception)
+        {
+            // A port's failure stays that port's: counted, never thrown into the sender's thread.
+            result = DropReason.TxError;
+        }
+        if (result != DropReason.None)
+        {
+            port.Counters.CountDrop(result);
+            return;
+        }
+        port.Counters.TxPacketsField++;
+        port.Counters.TxBytesField += frame.Length;
+        foreach (var o in _observers) o.Observe(port, CaptureDirection.Egress, vlan, frame, metadata);
+    }
+
+    private static ulong ReadMac(ReadOnlySpan<byte> mac) =>
+        (ulong)BinaryPrimitives.ReadUInt32BigEndian(mac) << 16 | BinaryPrimitives.ReadUInt16BigEndian(mac[4..]);
+
+    private sealed class SegmentSink(Bridge bridge) : ISegmentSink
+    {
+        public SwitchPort? Port;
+        public int Vlan;
+        public int MaxLength;
+
+        public void OnSegment(ReadOnlySpan<byte> segment)
+        {
+            if (segment.Length > MaxLength)
+            {
+                Port!.Counters.CountDrop(DropReason.TooBig);
+                return;
+            }
+            var metadata = FrameMetadata.Plain(segment.Length);
+            metadata.Checksum = ChecksumState.None;
+            bridge.Send(Port!, Vlan, segment, metadata);
+        }
+    }
+}

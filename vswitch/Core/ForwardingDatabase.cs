@@ -1,0 +1,252 @@
+namespace XenIo.VSwitch.Core;
+
+/// <summary>One learned or static MAC entry, as <c>xenio switch fdb</c> shows it.</summary>
+public readonly record struct FdbEntry(ulong Mac, int Vlan, int Port, bool Static, TimeSpan Age);
+
+/// <summary>
+/// The MAC learning table of one bridge, keyed by (VLAN, MAC) so the same MAC on two VLANs is two
+/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table sized once (twice the
+/// limit, linear probing, backward-shift deletion), so a guest sending from a million random MACs cannot
+/// grow memory and a lookup touches one cache line; when full, expired entries are swept (at most once a
+/// second) and otherwise new MACs are not learned and their frames flood. A MAC that moves between
+/// ports again within <see cref="MinPersistence"/> is not moved (VDE's 3 s), which damps MAC flapping
+/// from loops or spoofing. Not thread-safe: the bridge calls it under its lock.
+/// </summary>
+public sealed class ForwardingDatabase
+{
+    private const ulong Occupied = 1UL << 63;
+
+    private struct Slot
+    {
+        public ulong Key; // Occupied | vlan << 48 | mac; 0 when empty
+        public int Port;
+        public bool Static;
+        public long LastSeen;
+        public long LearnedAt;
+    }
+
+    private readonly Slot[] _slots;
+    private readonly int _mask;
+    private readonly int _shift;
+    private readonly TimeProvider _time;
+    private int _count;
+    private long _agingTicks;
+    private long _persistenceTicks;
+    private long _lastSweep;
+    private long _learned;
+    private long _moves;
+    private long _flapsDamped;
+    private long _notLearnedFull;
+
+    public ForwardingDatabase(int limit = 8192, TimeSpan? aging = null, TimeSpan? minPersistence = null, TimeProvider? time = null)
+    {
+        if (limit <= 0 || limit > 1 << 24) throw new ArgumentOutOfRangeException(nameof(limit));
+        Limit = limit;
+        _time = time ?? TimeProvider.System;
+        var capacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
+        _slots = new Slot[capacity];
+        _mask = capacity - 1;
+        _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
+        Aging = aging ?? TimeSpan.FromSeconds(300);
+        MinPersistence = minPersistence ?? TimeSpan.FromSeconds(3);
+        _lastSweep = _time.GetTimestamp();
+    }
+
+    public int Limit { get; }
+    public int Count => _count;
+    public long Learned => _learned;
+    public long Moves => _moves;
+    public long FlapsDamped => _flapsDamped;
+    public long NotLearnedFull => _notLearnedFull;
+
+    public TimeSpan Aging
+    {
+        get => TimeSpan.FromSeconds(_agingTicks / (double)_time.TimestampFrequency);
+        set => _agingTicks = (long)(value.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    public TimeSpan MinPersistence
+    {
+        get => TimeSpan.FromSeconds(_persistenceTicks / (double)_time.TimestampFrequency);
+        set => _persistenceTicks = (long)(value.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    public static ulong Key(ulong mac, int vlan) => Occupied | (ulong)(vlan & 0xFFF) << 48 | (mac & 0xFFFF_FFFF_FFFF);
+
+    private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
+
+    private int Find(ulong key)
+    {
+        var slots = _slots;
+        var i = Home(key);
+        while (true)
+        {
+            var k = slots[i].Key;
+            if (k == key) return i;
+            if (k == 0) return -1;
+            i = (i + 1) & _mask;
+        }
+    }
+
+    private int Insert(ulong key)
+    {
+        var i = Home(key);
+        while (_slots[i].Key != 0) i = (i + 1) & _mask;
+        _slots[i].Key = key;
+        _count++;
+        return i;
+    }
+
+    /// <summary>Removes slot <paramref name="i"/>, shifting later members of its cluster back so probes stay unbroken.</summary>
+    private void RemoveAt(int i)
+    {
+        var j = i;
+        while (true)
+        {
+            _slots[i] = default;
+            while (true)
+            {
+                j = (j + 1) & _mask;
+                if (_slots[j].Key == 0)
+                {
+                    _count--;
+                    return;
+                }
+                var home = Home(_slots[j].Key);
+                // Leave the entry where it is when its home lies cyclically in (i, j].
+                var stays = i <= j ? i < home && home <= j : i < home || home <= j;
+                if (!stays) break;
+            }
+            _slots[i] = _slots[j];
+            i = j;
+        }
+    }
+
+    /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
+    public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, port, _time.GetTimestamp());
+
+    internal void Learn(ulong mac, int vlan, int port, long now)
+    {
+        var key = Key(mac, vlan);
+        var i = Find(key);
+        if (i >= 0)
+        {
+            ref var slot = ref _slots[i];
+            if (slot.Port != port)
+            {
+                if (slot.Static) return;
+                var expired = now - slot.LastSeen > _agingTicks;
+                if (!expired && now - slot.LearnedAt < _persistenceTicks)
+                {
+                    _flapsDamped++;
+                    return;
+                }
+                slot.Port = port;
+                slot.LearnedAt = now;
+                _moves++;
+            }
+            slot.LastSeen = now;
+            return;
+        }
+        if (_count >= Limit)
+        {
+            if (now - _lastSweep >= _time.TimestampFrequency) Sweep(now);
+            if (_count >= Limit)
+            {
+                _notLearnedFull++;
+                return;
+            }
+        }
+        i = Insert(key);
+        _slots[i].Port = port;
+        _slots[i].LastSeen = now;
+        _slots[i].LearnedAt = now;
+        _learned++;
+    }
+
+    /// <summary>The port for (mac, vlan), or -1 when unknown or aged out.</summary>
+    public int Lookup(ulong mac, int vlan) => Lookup(mac, vlan, _time.GetTimestamp());
+
+    internal int Lookup(ulong mac, int vlan, long now)
+    {
+        var i = Find(Key(mac, vlan));
+        if (i < 0) return -1;
+        ref var slot = ref _slots[i];
+        if (!slot.Static && now - slot.LastSeen > _agingTicks)
+        {
+            RemoveAt(i);
+            return -1;
+        }
+        return slot.Port;
+    }
+
+    /// <summary>Adds or replaces a static entry: never aged, never moved by learning.</summary>
+    public bool AddStatic(ulong mac, int vlan, int port)
+    {
+        var key = Key(mac, vlan);
+        var i = Find(key);
+        if (i < 0)
+        {
+            if (_count >= Limit) return false;
+            i = Insert(key);
+        }
+        var now = _time.GetTimestamp();
+        _slots[i].Port = port;
+        _slots[i].Static = true;
+        _slots[i].LastSeen = now;
+        _slots[i].LearnedAt = now;
+        return true;
+    }
+
+    public bool Remove(ulong mac, int vlan)
+    {
+        var i = Find(Key(mac, vlan));
+        if (i < 0) return false;
+        RemoveAt(i);
+        return true;
+    }
+
+    /// <summary>Removes learned entries (and static ones when asked), of one port or all (<paramref name="port"/> -1).</summary>
+    public int Flush(int port = -1, bool includeStatic = false) =>
+        RemoveWhere((in Slot s, long _) => (port < 0 || s.Port == port) && (includeStatic || !s.Static), 0);
+
+    /// <summary>Drops every aged-out entry; the bridge calls it from housekeeping.</summary>
+    public int Sweep() => Sweep(_time.GetTimestamp());
+
+    private int Sweep(long now)
+    {
+        _lastSweep = now;
+        var aging = _agingTicks;
+        return RemoveWhere((in Slot s, long t) => !s.Static && t - s.LastSeen > aging, now);
+    }
+
+    private delegate bool SlotPredicate(in Slot slot, long now);
+
+    private int RemoveWhere(SlotPredicate predicate, long now)
+    {
+        var removed = 0;
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            // Backward shift may pull a later entry into i: look at i again until it keeps one.
+            while (_slots[i].Key != 0 && predicate(in _slots[i], now))
+            {
+                RemoveAt(i);
+                removed++;
+            }
+        }
+        return removed;
+    }
+
+    public List<FdbEntry> Snapshot()
+    {
+        var now = _time.GetTimestamp();
+        var list = new List<FdbEntry>(_count);
+        foreach (ref readonly var slot in _slots.AsSpan())
+        {
+            if (slot.Key == 0) continue;
+            var age = TimeSpan.FromSeconds((now - slot.LastSeen) / (double)_time.TimestampFrequency);
+            list.Add(new FdbEntry(slot.Key & 0xFFFF_FFFF_FFFF, (int)(slot.Key >> 48 & 0xFFF), slot.Port, slot.Static, age));
+        }
+        return list;
+    }
+}

@@ -1,0 +1,307 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using XenIo.Net.Frames;
+using XenIo.VSwitch.Core;
+
+namespace XenIo.VSwitch.Ports;
+
+/// <summary>Whether a stream port waits for its peer or dials it.</summary>
+public enum StreamRole
+{
+    /// <summary>Listen and serve one peer at a time (as QEMU's server mode does); others are refused.</summary>
+    Listen,
+    /// <summary>Connect, and reconnect whenever the connection drops (QEMU 7.2 has no reconnect of its own).</summary>
+    Connect,
+}
+
+/// <summary>Configuration of a stream port.</summary>
+public sealed record StreamPortOptions(EndPoint Endpoint, StreamRole Role)
+{
+    /// <summary>TCP listen: remote addresses allowed to connect (empty: loopback only).</summary>
+    public IReadOnlyCollection<IPAddress> AllowedAddresses { get; init; } = [];
+
+    /// <summary>Unix listen: peer uids allowed to connect (empty: root and our own uid). The socket file is also 0600.</summary>
+    public IReadOnlyCollection<uint> AllowedUids { get; init; } = [];
+
+    public TimeSpan ReconnectDelay { get; init; } = TimeSpan.FromSeconds(1);
+    public int QueueLength { get; init; } = 1024;
+}
+
+/// <summary>
+/// A QEMU <c>-netdev stream</c> (or <c>socket</c>) peer as a switch port, over a Unix or TCP stream
+/// socket, listening or connecting with reconnect. Frames from the peer are parsed in place from the
+/// receive buffer (the 4-byte length prefix is the headroom the bridge needs); frames to the peer are
+/// copied once into a pooled buffer and queued for a writer task, so the bridge never waits on a slow
+/// peer: a full queue drops and counts. A bad length prefix closes that connection only.
+/// </summary>
+public sealed class StreamPort : SwitchPort
+{
+    private readonly StreamPortOptions _options;
+    private readonly PacketBufferPool _small = new(2048, 1024);
+    private readonly PacketBufferPool _large = new(StreamFraming.MaxFrameLength, 32);
+    private readonly Channel<PacketBuffer> _queue;
+    private readonly CancellationTokenSource _stop = new();
+    private Socket? _connection;
+    private Socket? _listener;
+    private Task? _run;
+    private long _connections;
+    private long _refused;
+    private long _malformedClosures;
+
+    public StreamPort(string name, StreamPortOptions options) : base(name)
+    {
+        _options = options;
+        _queue = Channel.CreateBounded<PacketBuffer>(new BoundedChannelOptions(options.QueueLength) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    }
+
+    public override string Kind => "stream";
+    public StreamPortOptions Options => _options;
+    public bool Connected => Volatile.Read(ref _connection) is not null;
+    public long Connections => Interlocked.Read(ref _connections);
+    public long Refused => Interlocked.Read(ref _refused);
+    public long MalformedClosures => Interlocked.Read(ref _malformedClosures);
+
+    /// <summary>Raised (on a pool thread) with one line about connections and refusals, for the daemon's log.</summary>
+    public event Action<string>? Log;
+
+    protected internal override void OnAttached()
+    {
+        _run = _options.Role == StreamRole.Listen ? Task.Run(ListenLoop) : Task.Run(ConnectLoop);
+    }
+
+    protected internal override void OnDetached() => Stop();
+
+    protected internal override DropReason Transmit(ReadOnlySpan<byte> frame, in FrameMetadata metadata)
+    {
+        if (Volatile.Read(ref _connection) is null) return DropReason.LinkDown;
+        if (frame.Length > StreamFraming.MaxFrameLength) return DropReason.TooBig;
+        var buffer = (frame.Length <= _small.BufferCapacity ? _small.Rent() : null) ?? _large.Rent();
+        if (buffer is null) return DropReason.NoBuffer;
+        buffer.TrySet(frame, metadata);
+        if (_queue.Writer.TryWrite(buffer)) return DropReason.None;
+        buffer.Return();
+        return DropReason.QueueFull;
+    }
+
+    private async Task ListenLoop()
+    {
+        var ct = _stop.Token;
+        try
+        {
+            var listener = CreateSocket();
+            if (_options.Endpoint is UnixDomainSocketEndPoint unix)
+            {
+                var path = unix.ToString();
+                if (File.Exists(path)) File.Delete(path);
+                listener.Bind(unix);
+                if (OperatingSystem.IsLinux()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+            else
+            {
+                listener.Bind(_options.Endpoint);
+            }
+            listener.Listen(4);
+            _listener = listener;
+            while (!ct.IsCancellationRequested)
+            {
+                var peer = await listener.AcceptAsync(ct).ConfigureAwait(false);
+                if (!Allowed(peer, out var who) || Volatile.Read(ref _connection) is not null)
+                {
+                    Interlocked.Increment(ref _refused);
+                    Counters.CountDrop(DropReason.UnknownPeer);
+                    Log?.Invoke($"stream port {Name}: refused {who}{(Volatile.Read(ref _connection) is not null ? " (already serving a peer)" : "")}");
+                    peer.Dispose();
+                    continue;
+                }
+                _ = Task.Run(() => Serve(peer, ct), ct);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        catch (SocketException e)
+        {
+            Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {e.SocketErrorCode}");
+        }
+    }
+
+    private async Task ConnectLoop()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            var socket = CreateSocket();
+            try
+            {
+                await socket.ConnectAsync(_options.Endpoint, ct).ConfigureAwait(false);
+                await Serve(socket, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                socket.Dispose();
+                return;
+            }
+            catch (SocketException)
+            {
+                socket.Dispose();
+            }
+            try
+            {
+                await Task.Delay(_options.ReconnectDelay, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private Socket CreateSocket() => _options.Endpoint is UnixDomainSocketEndPoint
+        ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+        : new Socket(_options.Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+
+    private bool Allowed(Socket peer, out string who)
+    {
+        if (peer.AddressFamily == AddressFamily.Unix)
+        {
+            // struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SO_PEERCRED (SOL_SOCKET 1, 17).
+            Span<byte> cred = stackalloc byte[12];
+            var n = peer.GetRawSocketOption(1, 17, cred);
+            var uid = n >= 12 ? BitConverter.ToUInt32(cred[4..]) : uint.MaxValue;
+            who = $"uid {uid}";
+            if (_options.AllowedUids.Count > 0) return _options.AllowedUids.Contains(uid);
+            return uid == 0 || uid == Interop.Libc.GetEuid();
+        }
+        var remote = (IPEndPoint)peer.RemoteEndPoint!;
+        who = remote.ToString();
+        var address = remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address;
+        if (_options.AllowedAddresses.Count > 0) return _options.AllowedAddresses.Contains(address);
+        return IPAddress.IsLoopback(address);
+    }
+
+    /// <summary>Runs one connection until it closes, fails, or sends a bad length.</summary>
+    private async Task Serve(Socket socket, CancellationToken ct)
+    {
+        using var connection = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Interlocked.Increment(ref _connections);
+        Volatile.Write(ref _connection, socket);
+        var writer = Task.Run(() => WriteLoop(socket, connection.Token), connection.Token);
+        try
+        {
+            await ReadLoop(socket, connection.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            Volatile.Write(ref _connection, null);
+            connection.Cancel();
+            socket.Dispose();
+            try
+            {
+                await writer.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            while (_queue.Reader.TryRead(out var stale)) stale.Return();
+        }
+    }
+
+    private async Task ReadLoop(Socket socket, CancellationToken ct)
+    {
+        // Room for the largest frame QEMU sends plus its prefix, and then some so reads batch several frames.
+        var buffer = new byte[2 * (StreamFraming.MaxFrameLength + StreamFraming.PrefixLength)];
+        var filled = 0;
+        while (true)
+        {
+            var n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, ct).ConfigureAwait(false);
+            if (n == 0) return;
+            filled += n;
+            var start = 0;
+            while (true)
+            {
+                var status = StreamFraming.TryRead(buffer.AsSpan(start, filled - start), out var length);
+                if (status == StreamFrameStatus.NeedMore) break;
+                if (status == StreamFrameStatus.Malformed)
+                {
+                    Interlocked.Increment(ref _malformedClosures);
+                    Counters.CountDrop(DropReason.Malformed);
+                    Log?.Invoke($"stream port {Name}: bad length prefix, closing the connection");
+                    return;
+                }
+                var metadata = FrameMetadata.Plain(length);
+                Deliver(buffer, start + StreamFraming.PrefixLength, ref metadata);
+                start += StreamFraming.PrefixLength + length;
+            }
+            if (start > 0)
+            {
+                buffer.AsSpan(start, filled - start).CopyTo(buffer);
+                filled -= start;
+            }
+        }
+    }
+
+    private async Task WriteLoop(Socket socket, CancellationToken ct)
+    {
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var buffer))
+            {
+                try
+                {
+                    // The prefix goes in the headroom so frame and length leave in one send.
+                    var start = buffer.Offset - StreamFraming.PrefixLength;
+                    StreamFraming.WritePrefix(buffer.Data.AsSpan(start), buffer.Length);
+                    var memory = buffer.Data.AsMemory(start, buffer.Length + StreamFraming.PrefixLength);
+                    while (memory.Length > 0)
+                    {
+                        var sent = await socket.SendAsync(memory, SocketFlags.None, ct).ConfigureAwait(false);
+                        memory = memory[sent..];
+                    }
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    Counters.CountDrop(DropReason.TxError);
+                    socket.Dispose();
+                    return;
+                }
+                finally
+                {
+                    buffer.Return();
+                }
+            }
+        }
+    }
+
+    private void Stop()
+    {
+        if (_stop.IsCancellationRequested) return;
+        _stop.Cancel();
+        _listener?.Dispose();
+        Volatile.Read(ref _connection)?.Dispose();
+        try
+        {
+            _run?.Wait(TimeSpan.FromSeconds(5));
+        }
+        catch (AggregateException)
+        {
+        }
+        if (_options.Role == StreamRole.Listen && _options.Endpoint is UnixDomainSocketEndPoint unix)
+        {
+            try { File.Delete(unix.ToString()); } catch (IOException) { }
+        }
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Stop();
+    }
+}

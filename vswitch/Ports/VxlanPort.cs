@@ -1,0 +1,179 @@
+using System.Net;
+using System.Net.Sockets;
+using XenIo.Net.Frames;
+using XenIo.VSwitch.Core;
+
+namespace XenIo.VSwitch.Ports;
+
+/// <summary>A remote tunnel endpoint; <see cref="Vni"/> overrides the port's VNI for this remote.</summary>
+public sealed record VxlanRemote(IPEndPoint EndPoint, int? Vni = null)
+{
+    public static implicit operator VxlanRemote(IPEndPoint endPoint) => new(endPoint);
+}
+
+/// <summary>Configuration of a VXLAN port: the address it binds, its default VNI and the only remotes it talks to.</summary>
+public sealed record VxlanPortOptions(IPEndPoint Local, int Vni, IReadOnlyList<VxlanRemote> Remotes)
+{
+    /// <summary>A socket already bound to <see cref="Local"/> (created in another network namespace, say); null to bind one here.</summary>
+    public Socket? BoundSocket { get; init; }
+}
+
+/// <summary>
+/// A VXLAN tunnel (RFC 7348) as a switch port: Ethernet frames in UDP to port 4789 (or the configured
+/// one), interoperating with a Linux kernel vxlan interface. It binds to a configured address and only
+/// accepts packets from the configured remotes with that remote's VNI; anything else is dropped and
+/// counted (<see cref="DropReason.UnknownPeer"/>). Outgoing frames go to every remote (head-end replication),
+/// sent with don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux)
+/// leaves room for the 50 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
+/// never forwards from one VXLAN port to another. Offloaded frames are segmented by the bridge first.
+/// </summary>
+public sealed class VxlanPort : SwitchPort
+{
+    private readonly VxlanPortOptions _options;
+    private readonly Socket _socket;
+    private readonly SocketAddress[] _remotes;
+    private readonly int[] _vnis;
+    private readonly byte[] _send = new byte[VxlanHeader.Length + EtherTypes.MaxFrameLength];
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _receive;
+
+    public VxlanPort(string name, VxlanPortOptions options) : base(name)
+    {
+        if (options.Remotes.Count == 0) throw new ArgumentException("a VXLAN port needs at least one remote", nameof(options));
+        _options = options;
+        _remotes = options.Remotes.Select(r => r.EndPoint.Serialize()).ToArray();
+        _vnis = options.Remotes.Select(r => r.Vni ?? options.Vni).ToArray();
+        if (_vnis.Any(v => (uint)v > VxlanHeader.MaxVni)) throw new ArgumentOutOfRangeException(nameof(options), "a VNI has 24 bits");
+        _socket = options.BoundSocket ?? new Socket(options.Local.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        if (options.BoundSocket is null) _socket.Bind(options.Local);
+        if (_socket.AddressFamily == AddressFamily.InterNetwork) _socket.DontFragment = true;
+        _socket.Blocking = false;
+        Mtu = 1450;
+    }
+
+    public override string Kind => "vxlan";
+    public override bool SplitHorizon => true;
+    public VxlanPortOptions Options => _options;
+    public int Vni => _options.Vni;
+    public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
+
+    /// <summary>One line per first refusal of a source, for the daemon's log.</summary>
+    public event Action<string>? Log;
+
+    protected internal override void OnAttached() => _receive = Task.Run(ReceiveLoop);
+
+    protected internal override void OnDetached() => Stop();
+
+    private async Task ReceiveLoop()
+    {
+        var buffer = new byte[VxlanHeader.Length + EtherTypes.MaxFrameLength];
+        var from = new SocketAddress(_socket.AddressFamily);
+        var loggedRefusal = false;
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            int n;
+            try
+            {
+                n = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, from, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                // ICMP errors from a remote that is down surface as receive errors on a UDP socket: keep going.
+                continue;
+            }
+            var remote = FromRemote(from);
+            if (remote < 0)
+            {
+                Counters.CountDrop(DropReason.UnknownPeer);
+                if (!loggedRefusal) Log?.Invoke($"vxlan port {Name}: dropping packets from an unconfigured remote");
+                loggedRefusal = true;
+                continue;
+            }
+            var vni = VxlanHeader.ReadVni(buffer.AsSpan(0, n));
+            if (vni < 0)
+            {
+                Counters.CountDrop(DropReason.Malformed);
+                continue;
+            }
+            if (vni != _vnis[remote])
+            {
+                Counters.CountDrop(DropReason.UnknownPeer);
+                continue;
+            }
+            // The VXLAN header in front of the frame is the headroom the bridge needs for a tag.
+            var metadata = FrameMetadata.Plain(n - VxlanHeader.Length);
+            Deliver(buffer, VxlanHeader.Length, ref metadata);
+        }
+    }
+
+    /// <summary>Compares only the address (a kernel vxlan picks its source port from a flow hash).</summary>
+    private int FromRemote(SocketAddress from)
+    {
+        var source = from.Buffer.Span;
+        for (var i = 0; i < _remotes.Length; i++)
+        {
+            var remote = _remotes[i];
+            var r = remote.Buffer.Span;
+            if (remote.Family != from.Family) continue;
+            var same = remote.Family == AddressFamily.InterNetwork
+                ? source.Slice(4, 4).SequenceEqual(r.Slice(4, 4))
+                : source.Slice(8, 16).SequenceEqual(r.Slice(8, 16));
+            if (same) return i;
+        }
+        return -1;
+    }
+
+    protected internal override DropReason Transmit(ReadOnlySpan<byte> frame, in FrameMetadata metadata)
+    {
+        var packet = _send.AsSpan(0, VxlanHeader.Length + frame.Length);
+        frame.CopyTo(packet[VxlanHeader.Length..]);
+        var result = DropReason.None;
+        for (var i = 0; i < _remotes.Length; i++)
+        {
+            VxlanHeader.Write(packet, _vnis[i]);
+            try
+            {
+                _socket.SendTo(packet, SocketFlags.None, _remotes[i]);
+            }
+            catch (SocketException e)
+            {
+                result = e.SocketErrorCode switch
+                {
+                    SocketError.WouldBlock or SocketError.NoBufferSpaceAvailable => DropReason.QueueFull,
+                    SocketError.MessageSize => DropReason.TooBig,
+                    _ => DropReason.TxError,
+                };
+            }
+        }
+        return result;
+    }
+
+    private void Stop()
+    {
+        if (_stop.IsCancellationRequested) return;
+        _stop.Cancel();
+        _socket.Dispose();
+        try
+        {
+            _receive?.Wait(TimeSpan.FromSeconds(5));
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Stop();
+    }
+}
