@@ -1,0 +1,13 @@
+namespace XenIo.Hypervisor.Grants;
+
+/// <summary>
+/// Told about every grant a backend maps and unmaps, so hyperd can release what a crashed backend
+/// held. The hypercall client implements it; <see cref="Mapped"/> is called before the entry is
+/// pinned, so a crash after pinning is always covered.
+/// </summary>
+public interface IGrantMapRecorder
+{
+    void Mapped(ushort domid, uint gref, bool readOnly);
+
+    void Unmapped(ushort domid, uint gref, bool readOnly);
+}
