@@ -22,15 +22,21 @@ public sealed unsafe class ForeignDomain : IDisposable
 {
     /// <summary>Xen bounds CAS retries on a shared entry: a guest rewriting it faster than we swap is misbehaving.</summary>
     private const int MaxCasRetries = 5;
-    private const int LockStripes = 64;
     private const int ReaderPin = 1;
     private const int WriterPin = 1 << 16;
+    private const int WriterMask = 0x7FFF << 16;
+    /// <summary>Ops pinned per lock hold in <see cref="Copy"/>.</summary>
+    private const int CopyChunk = 32;
 
     private readonly DomainMemory _memory;
     private readonly IGrantMapRecorder? _recorder;
+    /// <summary>Per ref: pins of any kind (bits 0..15) and writer pins (16..30); under <see cref="_pinLock"/>.</summary>
     private readonly int[] _pins;
-    private readonly int[] _stripes = new int[LockStripes * 16];
-    private readonly ForeignDomain[] _self;
+    /// <summary>
+    /// Guards <see cref="_pins"/> and the flag transitions that follow them. Held only while pinning
+    /// or unpinning (a batch's worth at a time in <see cref="Copy"/>), never across a copy.
+    /// </summary>
+    private int _pinLock;
     private readonly object _maptrackGate = new();
     private MapTrackEntry[] _maptrack = new MapTrackEntry[16];
     private int _maptrackUsed;
@@ -45,7 +51,6 @@ public sealed unsafe class ForeignDomain : IDisposable
         EntryCount = GrantEntries.EntriesIn(grantFrames);
         _recorder = recorder;
         _pins = new int[EntryCount];
-        _self = [this];
     }
 
     /// <summary>The guest.</summary>
@@ -63,8 +68,98 @@ public sealed unsafe class ForeignDomain : IDisposable
     /// <summary>Test hook: runs between reading an entry and swapping it, where a guest could rewrite it.</summary>
     internal Action<uint>? BeforeCompareExchange;
 
-    /// <summary>Grant copies against this domain only (the common backend case).</summary>
-    public void Copy(Span<GrantCopyOp> ops, Span<byte> local) => CopyBatch(ops, local, _self);
+    /// <summary>
+    /// <c>GNTTABOP_copy</c> for grants of this domain only (the common backend case): a status per op,
+    /// a failed op does not stop the batch. Ops are pinned a chunk at a time under one lock hold,
+    /// copied, then unpinned, so the per-op cost is the two CASes on the shared entry Xen also pays.
+    /// </summary>
+    public void Copy(Span<GrantCopyOp> ops, Span<byte> local)
+    {
+        byte** sources = stackalloc byte*[CopyChunk];
+        byte** dests = stackalloc byte*[CopyChunk];
+        fixed (byte* localBase = local)
+        {
+            for (int start = 0; start < ops.Length; start += CopyChunk)
+            {
+                var chunk = ops.Slice(start, Math.Min(CopyChunk, ops.Length - start));
+                LockPins();
+                try
+                {
+                    for (int i = 0; i < chunk.Length; i++)
+                        chunk[i].Status = PinForCopyLocked(ref chunk[i], localBase, local.Length, out sources[i], out dests[i]);
+                }
+                finally
+                {
+                    UnlockPins();
+                }
+                for (int i = 0; i < chunk.Length; i++)
+                    if (chunk[i].Status == GrantStatus.Okay) Buffer.MemoryCopy(sources[i], dests[i], chunk[i].Length, chunk[i].Length);
+                LockPins();
+                for (int i = 0; i < chunk.Length; i++)
+                {
+                    ref GrantCopyOp op = ref chunk[i];
+                    if (op.Status != GrantStatus.Okay) continue;
+                    if ((op.Flags & GrantCopyFlags.DestGref) != 0) ReleaseLocked(op.Dest.Ref, readOnly: false);
+                    if ((op.Flags & GrantCopyFlags.SourceGref) != 0) ReleaseLocked(op.Source.Ref, readOnly: true);
+                }
+                UnlockPins();
+            }
+        }
+    }
+
+    private GrantStatus PinForCopyLocked(ref GrantCopyOp op, byte* localBase, int localLength, out byte* source, out byte* dest)
+    {
+        source = dest = null;
+        var status = CheckCopyArgs(ref op, localLength);
+        if (status != GrantStatus.Okay) return status;
+        bool sourceGref = (op.Flags & GrantCopyFlags.SourceGref) != 0;
+        bool destGref = (op.Flags & GrantCopyFlags.DestGref) != 0;
+        if ((sourceGref && op.Source.Domid != Domid) || (destGref && op.Dest.Domid != Domid)) return GrantStatus.BadDomain;
+        if (sourceGref)
+        {
+            status = AcquireLocked(op.Source.Ref, readOnly: true, map: false, out uint frame);
+            if (status != GrantStatus.Okay) return status;
+            source = _memory.PagePointer(frame) + op.Source.Offset;
+        }
+        else
+        {
+            source = localBase + op.Source.Offset;
+        }
+        if (destGref)
+        {
+            status = AcquireLocked(op.Dest.Ref, readOnly: false, map: false, out uint frame);
+            if (status != GrantStatus.Okay)
+            {
+                if (sourceGref) ReleaseLocked(op.Source.Ref, readOnly: true);
+                return status;
+            }
+            dest = _memory.PagePointer(frame) + op.Dest.Offset;
+        }
+        else
+        {
+            dest = localBase + op.Dest.Offset;
+        }
+        return GrantStatus.Okay;
+    }
+
+    /// <summary>The checks that need no grant entry: who may be addressed how, and page/buffer bounds.</summary>
+    private static GrantStatus CheckCopyArgs(ref GrantCopyOp op, int localLength)
+    {
+        bool sourceGref = (op.Flags & GrantCopyFlags.SourceGref) != 0;
+        bool destGref = (op.Flags & GrantCopyFlags.DestGref) != 0;
+        uint length = op.Length;
+        // Only DOMID_SELF may be addressed by something other than a grant.
+        if ((!sourceGref && op.Source.Domid != DomainIds.Self) || (!destGref && op.Dest.Domid != DomainIds.Self))
+            return GrantStatus.PermissionDenied;
+        if ((op.Flags & ~(GrantCopyFlags.SourceGref | GrantCopyFlags.DestGref)) != 0)
+            return GrantStatus.BadCopyArg;
+        // "copy beyond page area": 64-bit sums so a huge offset cannot wrap.
+        if (sourceGref ? (ulong)op.Source.Offset + length > DomainMemory.PageSize : (ulong)op.Source.Offset + length > (ulong)localLength)
+            return GrantStatus.BadCopyArg;
+        if (destGref ? (ulong)op.Dest.Offset + length > DomainMemory.PageSize : (ulong)op.Dest.Offset + length > (ulong)localLength)
+            return GrantStatus.BadCopyArg;
+        return GrantStatus.Okay;
+    }
 
     /// <summary>
     /// <c>GNTTABOP_copy</c> over a batch: each op's status is written back and a failed op does not
@@ -84,20 +179,11 @@ public sealed unsafe class ForeignDomain : IDisposable
 
     private static GrantStatus CopyOne(ref GrantCopyOp op, byte* localBase, int localLength, ReadOnlySpan<ForeignDomain> domains)
     {
+        var check = CheckCopyArgs(ref op, localLength);
+        if (check != GrantStatus.Okay) return check;
         bool sourceGref = (op.Flags & GrantCopyFlags.SourceGref) != 0;
         bool destGref = (op.Flags & GrantCopyFlags.DestGref) != 0;
         uint length = op.Length;
-
-        // Only DOMID_SELF may be addressed by something other than a grant.
-        if ((!sourceGref && op.Source.Domid != DomainIds.Self) || (!destGref && op.Dest.Domid != DomainIds.Self))
-            return GrantStatus.PermissionDenied;
-        if ((op.Flags & ~(GrantCopyFlags.SourceGref | GrantCopyFlags.DestGref)) != 0)
-            return GrantStatus.BadCopyArg;
-        // "copy beyond page area": 64-bit sums so a huge offset cannot wrap.
-        if (sourceGref ? (ulong)op.Source.Offset + length > DomainMemory.PageSize : (ulong)op.Source.Offset + length > (ulong)localLength)
-            return GrantStatus.BadCopyArg;
-        if (destGref ? (ulong)op.Dest.Offset + length > DomainMemory.PageSize : (ulong)op.Dest.Offset + length > (ulong)localLength)
-            return GrantStatus.BadCopyArg;
 
         ForeignDomain? sourceDomain = null, destDomain = null;
         if (sourceGref && (sourceDomain = Find(domains, op.Source.Domid)) is null) return GrantStatus.BadDomain;
@@ -221,47 +307,47 @@ public sealed unsafe class ForeignDomain : IDisposable
     /// </summary>
     internal GrantStatus Acquire(uint gref, bool readOnly, bool map, out uint frame)
     {
-        frame = 0;
-        if (gref >= EntryCount) return GrantStatus.BadGntref;
-        uint* combo = GrantEntries.Combo(_memory, gref);
-        ref int stripe = ref _stripes[(int)(gref % LockStripes) * 16];
-        Lock(ref stripe);
+        LockPins();
         try
         {
-            var status = SetStatus(gref, combo, readOnly, map);
-            if (status != GrantStatus.Okay) return status;
-            frame = Volatile.Read(ref *GrantEntries.Frame(_memory, gref));
-            // The grant table frames are not grantable: a guest must not hand out its own table.
-            if (frame >= _memory.FrameCount || frame < GrantFrames)
-            {
-                UnpinFlags(gref, combo, pinsAfter: _pins[gref]);
-                return GrantStatus.BadPage;
-            }
-            _pins[gref] += readOnly ? ReaderPin : ReaderPin | WriterPin;
-            return GrantStatus.Okay;
+            return AcquireLocked(gref, readOnly, map, out frame);
         }
         finally
         {
-            Volatile.Write(ref stripe, 0);
+            UnlockPins();
         }
+    }
+
+    private GrantStatus AcquireLocked(uint gref, bool readOnly, bool map, out uint frame)
+    {
+        frame = 0;
+        if (gref >= EntryCount) return GrantStatus.BadGntref;
+        uint* combo = GrantEntries.Combo(_memory, gref);
+        var status = SetStatus(gref, combo, readOnly, map);
+        if (status != GrantStatus.Okay) return status;
+        frame = Volatile.Read(ref *GrantEntries.Frame(_memory, gref));
+        // The grant table frames are not grantable: a guest must not hand out its own table.
+        if (frame >= _memory.FrameCount || frame < GrantFrames)
+        {
+            UnpinFlags(combo, _pins[gref]);
+            return GrantStatus.BadPage;
+        }
+        _pins[gref] += readOnly ? ReaderPin : ReaderPin | WriterPin;
+        return GrantStatus.Okay;
     }
 
     /// <summary>Drops a pin taken by <see cref="Acquire"/>; clears GTF_writing/GTF_reading with the last pin of each kind.</summary>
     internal void Release(uint gref, bool readOnly)
     {
-        uint* combo = GrantEntries.Combo(_memory, gref);
-        ref int stripe = ref _stripes[(int)(gref % LockStripes) * 16];
-        Lock(ref stripe);
-        try
-        {
-            int pins = _pins[gref] - (readOnly ? ReaderPin : ReaderPin | WriterPin);
-            _pins[gref] = pins;
-            UnpinFlags(gref, combo, pins);
-        }
-        finally
-        {
-            Volatile.Write(ref stripe, 0);
-        }
+        LockPins();
+        ReleaseLocked(gref, readOnly);
+        UnlockPins();
+    }
+
+    private void ReleaseLocked(uint gref, bool readOnly)
+    {
+        int pins = _pins[gref] -= readOnly ? ReaderPin : ReaderPin | WriterPin;
+        UnpinFlags(GrantEntries.Combo(_memory, gref), pins);
     }
 
     private GrantStatus SetStatus(uint gref, uint* combo, bool readOnly, bool map)
@@ -287,22 +373,29 @@ public sealed unsafe class ForeignDomain : IDisposable
         }
     }
 
-    private static void UnpinFlags(uint gref, uint* combo, int pinsAfter)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void UnpinFlags(uint* combo, int pinsAfter)
     {
-        _ = gref;
         var clear = GrantFlags.Invalid;
-        if ((pinsAfter & ~(WriterPin - 1)) == 0) clear |= GrantFlags.Writing;
+        if ((pinsAfter & WriterMask) == 0) clear |= GrantFlags.Writing;
         if (pinsAfter == 0) clear |= GrantFlags.Reading;
         if (clear != GrantFlags.Invalid) GrantEntries.ClearFlags(combo, clear);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Lock(ref int stripe)
+    private void LockPins()
     {
-        if (Interlocked.CompareExchange(ref stripe, 1, 0) == 0) return;
-        var spinner = new SpinWait();
-        while (Interlocked.CompareExchange(ref stripe, 1, 0) != 0) spinner.SpinOnce();
+        if (Interlocked.CompareExchange(ref _pinLock, 1, 0) != 0) LockPinsSlow();
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LockPinsSlow()
+    {
+        var spinner = new SpinWait();
+        while (Volatile.Read(ref _pinLock) != 0 || Interlocked.CompareExchange(ref _pinLock, 1, 0) != 0) spinner.SpinOnce();
+    }
+
+    private void UnlockPins() => Volatile.Write(ref _pinLock, 0);
 
     /// <summary>Unmaps everything still mapped (the backend is done with this domain) and the memory.</summary>
     public void Dispose()

@@ -362,7 +362,10 @@ public sealed unsafe class HypercallServer : IDisposable
         lock (_gate) all = [.. _connections.Values];
         foreach (var c in all) Drop(c, null);
         _listener?.Dispose();
-        if (SocketPath is not null) File.Delete(SocketPath);
+        if (SocketPath is not null)
+        {
+            try { File.Delete(SocketPath); } catch (IOException) { } // the run directory may be gone already
+        }
         Libc.close(_wake);
         Libc.close(_epoll);
     }

@@ -103,6 +103,13 @@ public sealed unsafe class DomainMemory : IDisposable
     /// <summary>Maps a raw descriptor number (inherited or received) and takes ownership of it.</summary>
     public static DomainMemory Map(int fd, bool writable = true) => Map(new SafeFileHandle(fd, ownsHandle: true), writable);
 
+    /// <summary>A new close-on-exec descriptor for the same memory (to map it again or hand it on).</summary>
+    public SafeFileHandle Duplicate()
+    {
+        int fd = Libc.fcntl(Fd, Libc.F_DUPFD_CLOEXEC, 0);
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Failure("F_DUPFD_CLOEXEC", Libc.Errno);
+    }
+
     public bool Contains(uint frame) => frame < FrameCount;
 
     /// <summary>The page of a frame the caller has already checked (<see cref="Contains"/>).</summary>
