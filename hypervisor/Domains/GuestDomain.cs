@@ -33,10 +33,11 @@ public sealed class GuestDomain : IDisposable
     public static GuestDomain Attach(int memoryFd, int hypercallFd)
     {
         var hypercalls = new HypercallClient(hypercallFd);
+        var memoryHandle = new Microsoft.Win32.SafeHandles.SafeFileHandle(memoryFd, ownsHandle: true);
         try
         {
             var info = hypercalls.DomainInfo();
-            var memory = DomainMemory.Map(memoryFd);
+            var memory = DomainMemory.Map(memoryHandle);
             if (memory.FrameCount != info.Frames)
             {
                 memory.Dispose();
@@ -46,6 +47,7 @@ public sealed class GuestDomain : IDisposable
         }
         catch
         {
+            memoryHandle.Dispose();
             hypercalls.Dispose();
             throw;
         }

@@ -57,6 +57,11 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
+    public const int SEEK_DATA = 3;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial long lseek(int fd, long offset, int whence);
+
     /// <summary>fstat(2) into a raw <c>struct stat</c> (144 bytes on x86_64, 128 on aarch64).</summary>
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fstat(int fd, byte* statBuffer);

@@ -143,6 +143,13 @@ public sealed unsafe class DomainMemory : IDisposable
     internal int PunchHole(uint frame) =>
         Libc.fallocate(Fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, (long)frame << PageShift, PageSize) == 0 ? 0 : Libc.Errno;
 
+    /// <summary>Whether the kernel holds memory for a frame (SEEK_DATA lands on it).</summary>
+    internal bool IsBacked(uint frame)
+    {
+        long offset = (long)frame << PageShift;
+        return Libc.lseek(Fd, offset, Libc.SEEK_DATA) == offset;
+    }
+
     /// <summary>Allocates a frame's backing memory again (zero-filled, as after a hole punch).</summary>
     internal int Allocate(uint frame) =>
         Libc.fallocate(Fd, 0, (long)frame << PageShift, PageSize) == 0 ? 0 : Libc.Errno;

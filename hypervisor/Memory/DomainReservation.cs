@@ -104,6 +104,27 @@ public sealed class DomainReservation : IDisposable
         }
     }
 
+    /// <summary>
+    /// Punches out again every ballooned-out frame that has memory behind it. A hole in a memfd is
+    /// not a fault the way a missing page is in Xen: any touch through a shared mapping (even a read)
+    /// allocates the page afresh, outside the pool's accounting. A guest cannot grow past its memfd,
+    /// but it could keep pages it gave back; hyperd calls this to take them. Returns how many it took.
+    /// </summary>
+    public int ReclaimTouchedFrames()
+    {
+        lock (_gate)
+        {
+            if (_released) return 0;
+            int reclaimed = 0;
+            for (uint frame = ProtectedFrames; frame < _memory.FrameCount; frame++)
+            {
+                if ((_populated[frame >> 6] & (1UL << (int)(frame & 63))) != 0) continue;
+                if (_memory.IsBacked(frame) && _memory.PunchHole(frame) == 0) reclaimed++;
+            }
+            return reclaimed;
+        }
+    }
+
     /// <summary>Returns every page still charged to the pool (domain destruction).</summary>
     public void Dispose()
     {

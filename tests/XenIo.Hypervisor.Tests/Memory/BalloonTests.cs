@@ -39,6 +39,15 @@ public class BalloonTests
         Assert.Equal(0, guest.Hypercalls.DecreaseReservation([0, 1]));
         Assert.Equal(0, guest.Hypercalls.DecreaseReservation([256]));
 
+        // A guest that touches a page it gave back gets it allocated again behind the pool's back;
+        // hyperd's reclaim punches it out again.
+        Assert.Equal(0, domain.Reservation.ReclaimTouchedFrames());
+        guest.Memory.Page(120)[0] = 1;
+        guest.Memory.Page(121)[0] = 1;
+        Assert.Equal(allocated - 62 * 4096L, guest.Memory.AllocatedBytes);
+        Assert.Equal(2, domain.Reservation.ReclaimTouchedFrames());
+        Assert.Equal(allocated - 64 * 4096L, guest.Memory.AllocatedBytes);
+
         Assert.Equal(64, guest.Hypercalls.PopulatePhysmap(frames));
         Assert.Equal(256, t.Host.Pool.UsedPages);
         Assert.Equal(allocated, guest.Memory.AllocatedBytes);
