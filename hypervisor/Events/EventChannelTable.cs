@@ -19,8 +19,14 @@ public sealed class EventChannelTable
     public const int ESRCH = 3;
     public const int EMFILE = 24;
 
-    /// <summary>Ports per domain, port 0 never used (as in Xen).</summary>
-    public const int MaxPorts = 4096;
+    /// <summary>Ports per domain, port 0 never used: Xen's default <c>max_event_channels</c> for a domU (1023).</summary>
+    public const int MaxPorts = 1024;
+
+    /// <summary>
+    /// Unbound ports per domain. Each holds a socketpair in hyperd until it is bound, so a guest
+    /// allocating ports in a loop would otherwise spend hyperd's descriptors; real guests need a few per device.
+    /// </summary>
+    public const int MaxUnboundPorts = 64;
 
     private readonly object _gate = new();
     private readonly Dictionary<ushort, Port[]> _domains = [];
@@ -68,7 +74,7 @@ public sealed class EventChannelTable
         {
             if (!_domains.TryGetValue(dom, out var ports)) return -ESRCH;
             int port = FreePort(ports);
-            if (port < 0) return -ENOSPC;
+            if (port < 0 || CountUnbound(ports) >= MaxUnboundPorts) return -ENOSPC;
             if (!NewPair(out var local, out var peer)) return -EMFILE;
             ports[port] = new Port { State = State.Unbound, RemoteDom = remoteDom, Owner = owner, LocalEnd = local, PeerEnd = peer };
             endpoint = local;
@@ -204,6 +210,14 @@ public sealed class EventChannelTable
             remote.LocalEnd = local;
             remote.PeerEnd = peer;
         }
+    }
+
+    private static int CountUnbound(Port[] ports)
+    {
+        int unbound = 0;
+        for (int p = 1; p < ports.Length; p++)
+            if (ports[p] is { State: State.Unbound }) unbound++;
+        return unbound;
     }
 
     private static int FreePort(Port[] ports)

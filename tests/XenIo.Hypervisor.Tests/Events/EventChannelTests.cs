@@ -129,4 +129,16 @@ public sealed class EventChannelTests : IDisposable
         Assert.Equal(EventChannelTable.EINVAL, Assert.Throws<HypercallException>(() => guest.Hypercalls.Status(1_000_000)).Errno);
         Assert.Equal(EventChannelTable.EINVAL, Assert.Throws<HypercallException>(() => guest.Hypercalls.Close(5)).Errno);
     }
+
+    [Fact]
+    public void A_guest_cannot_hoard_unbound_ports()
+    {
+        using var guest = Guest(1);
+        var ports = new List<EventChannel>();
+        for (int i = 0; i < EventChannelTable.MaxUnboundPorts; i++) ports.Add(guest.Hypercalls.AllocUnbound(0));
+        Assert.Equal(EventChannelTable.ENOSPC, Assert.Throws<HypercallException>(() => guest.Hypercalls.AllocUnbound(0)).Errno);
+        guest.Hypercalls.Close(ports[0].Port);
+        ports.Add(guest.Hypercalls.AllocUnbound(0));
+        foreach (var p in ports) p.Dispose();
+    }
 }
