@@ -99,7 +99,11 @@ public sealed class CoreHost : IDomainRegistry, IDisposable
 
     IHostedDomain? IDomainRegistry.Find(ushort domid) => Find(domid);
 
-    /// <summary>Destroys a domain: closes its event channels and gives its pages back to the pool.</summary>
+    /// <summary>
+    /// Destroys a domain: closes its hypercall connection and event channels, unmaps its memory and
+    /// gives its pages back to the pool. Done on the hypercall thread so no request in flight still
+    /// uses the mapping; returns when it is done.
+    /// </summary>
     public void DestroyDomain(ushort domid)
     {
         HostedDomain? domain;
@@ -107,8 +111,12 @@ public sealed class CoreHost : IDomainRegistry, IDisposable
         {
             if (!_domains.Remove(domid, out domain)) return;
         }
-        Events.RemoveDomain(domid);
-        domain.Dispose();
+        Server.Invoke(() =>
+        {
+            Server.DisconnectGuest(domid);
+            Events.RemoveDomain(domid);
+            domain.Dispose();
+        });
     }
 
     void IDomainRegistry.OnShutdown(ushort domid, ShutdownReason reason)

@@ -62,8 +62,8 @@ public sealed class EventChannelTable
 
     /// <summary>
     /// <c>EVTCHNOP_alloc_unbound</c>: a new port of <paramref name="dom"/> that only
-    /// <paramref name="remoteDom"/> may bind. <paramref name="endpoint"/> is the caller's end, to be
-    /// sent (and still owned by the table).
+    /// <paramref name="remoteDom"/> may bind. <paramref name="endpoint"/> is a duplicate of the
+    /// caller's end, to be sent and then disposed.
     /// </summary>
     public int AllocUnbound(ushort dom, long owner, ushort remoteDom, out SafeFileHandle? endpoint)
     {
@@ -77,7 +77,7 @@ public sealed class EventChannelTable
             if (port < 0 || CountUnbound(ports) >= MaxUnboundPorts) return -ENOSPC;
             if (!NewPair(out var local, out var peer)) return -EMFILE;
             ports[port] = new Port { State = State.Unbound, RemoteDom = remoteDom, Owner = owner, LocalEnd = local, PeerEnd = peer };
-            endpoint = local;
+            endpoint = Memory.DomainMemory.DuplicateHandle(local!);
             return port;
         }
     }
@@ -176,8 +176,8 @@ public sealed class EventChannelTable
     }
 
     /// <summary>
-    /// The allocating domain's end of an unbound port (again): after its peer closed, the port is
-    /// unbound with a fresh pair and its old endpoint is at end of file.
+    /// The allocating domain's end of an unbound port (again, as a duplicate to send and dispose):
+    /// after its peer closed, the port is unbound with a fresh pair and its old endpoint is at end of file.
     /// </summary>
     public int Endpoint(ushort dom, long owner, uint port, out SafeFileHandle? endpoint)
     {
@@ -187,8 +187,9 @@ public sealed class EventChannelTable
             if (!_domains.TryGetValue(dom, out var ports)) return -ESRCH;
             if (port == 0 || port >= MaxPorts || ports[port] is not { State: State.Unbound } p) return -EINVAL;
             if (p.Owner != owner) return -EPERM;
-            endpoint = p.LocalEnd;
-            return endpoint is null ? -EMFILE : 0;
+            if (p.LocalEnd is null) return -EMFILE;
+            endpoint = Memory.DomainMemory.DuplicateHandle(p.LocalEnd);
+            return 0;
         }
     }
 

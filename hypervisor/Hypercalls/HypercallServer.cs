@@ -33,6 +33,7 @@ public sealed unsafe class HypercallServer : IDisposable
     private readonly int _wake;
     private readonly object _gate = new();
     private readonly Dictionary<ulong, Connection> _connections = [];
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(Action Action, ManualResetEventSlim Done)> _work = new();
     private readonly byte[] _rx = new byte[HypercallMessage.MaxSize + 1];
     private readonly byte[] _tx = new byte[256];
     private readonly uint[] _frames = new uint[HypercallMessage.MaxFrames];
@@ -100,6 +101,52 @@ public sealed unsafe class HypercallServer : IDisposable
     /// <summary>Serves a dom0 client on an already connected socket (in-process hosts). Takes ownership.</summary>
     public void AddPrivileged(SafeFileHandle connection) => Add(connection, DomainIds.Dom0, privileged: true);
 
+    /// <summary>
+    /// Runs <paramref name="action"/> on the server thread and waits for it: the way to change what
+    /// the server reads (close a guest's connection, unmap a destroyed domain's memory) without racing
+    /// a request it is handling. Runs inline when called from the server thread or when it is not running.
+    /// </summary>
+    public void Invoke(Action action)
+    {
+        if (_thread is null || _stopping || Thread.CurrentThread == _thread)
+        {
+            action();
+            return;
+        }
+        using var done = new ManualResetEventSlim();
+        _work.Enqueue((action, done));
+        ulong one = 1;
+        Libc.write(_wake, &one, 8);
+        done.Wait();
+    }
+
+    private void RunPostedWork()
+    {
+        while (_work.TryDequeue(out var item))
+        {
+            try
+            {
+                item.Action();
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "hypercall server: posted work failed");
+            }
+            finally
+            {
+                item.Done.Set();
+            }
+        }
+    }
+
+    /// <summary>Closes a guest's hypercall connection (its domain is being destroyed). Call through <see cref="Invoke"/>.</summary>
+    public void DisconnectGuest(ushort domid)
+    {
+        Connection[] guests;
+        lock (_gate) guests = _connections.Values.Where(c => !c.Privileged && c.Domid == domid).ToArray();
+        foreach (var c in guests) Drop(c, null);
+    }
+
     public void Start()
     {
         if (_thread is not null) return;
@@ -142,7 +189,13 @@ public sealed unsafe class HypercallServer : IDisposable
             for (int i = 0; i < n && !_stopping; i++)
             {
                 ulong token = events[i].Data;
-                if (token == WakeToken) continue;
+                if (token == WakeToken)
+                {
+                    ulong count;
+                    Libc.read(_wake, &count, 8);
+                    RunPostedWork();
+                    continue;
+                }
                 if (token == ListenerToken)
                 {
                     AcceptAll();
@@ -200,8 +253,9 @@ public sealed unsafe class HypercallServer : IDisposable
         Span<byte> reply = _tx.AsSpan(HypercallHeader.Size);
         int replyLength = 0;
         int result;
+        // Always a descriptor of our own, disposed after sending: never a borrowed one that another
+        // thread (a domain being destroyed) could close under us.
         SafeFileHandle? sendFd = null;
-        bool disposeSentFd = false;
         ushort domid = c.Domid;
         long owner = (long)c.Id;
 
@@ -214,7 +268,6 @@ public sealed unsafe class HypercallServer : IDisposable
             case HypercallOp.EvtchnBindInterdomain:
                 if (!HypercallMessage.TryReadDomidAndU32(payload, 0, out ushort remoteDom, out _, out uint remotePort)) return Malformed(c, header.Op);
                 result = _events.BindInterdomain(domid, owner, remoteDom, remotePort, out sendFd);
-                disposeSentFd = true;
                 break;
             case HypercallOp.EvtchnClose:
                 if (!HypercallMessage.TryReadU32(payload, out uint closePort)) return Malformed(c, header.Op);
@@ -279,7 +332,15 @@ public sealed unsafe class HypercallServer : IDisposable
                     result = -ESRCH;
                     break;
                 }
-                sendFd = target.Memory.Handle;
+                try
+                {
+                    sendFd = target.Memory.Duplicate();
+                }
+                catch (ObjectDisposedException)
+                {
+                    result = -ESRCH; // destroyed meanwhile
+                    break;
+                }
                 replyLength = HypercallMessage.WriteDomainReply(reply, foreign, target.Memory.FrameCount, target.GrantFrames);
                 result = 0;
                 break;
@@ -306,7 +367,6 @@ public sealed unsafe class HypercallServer : IDisposable
                 return Malformed(c, header.Op);
         }
 
-        if (result < 0 && !disposeSentFd) sendFd = null;
         int length = HypercallMessage.Write(_tx, header.Op, header.RequestId, result, reply[..replyLength]);
         // Replies are small and clients wait for them: a full socket buffer means a client that does not read.
         nint sent;
@@ -319,7 +379,7 @@ public sealed unsafe class HypercallServer : IDisposable
         {
             sent = Libc.SendWithDescriptors(c.Fd, _tx.AsSpan(0, length), default, Libc.MSG_DONTWAIT);
         }
-        if (disposeSentFd) sendFd?.Dispose();
+        sendFd?.Dispose();
         if (sent != length) return Drop(c, $"reply not sent ({(sent < 0 ? Libc.Describe((int)-sent) : "short")})");
         return true;
     }
@@ -358,6 +418,7 @@ public sealed unsafe class HypercallServer : IDisposable
         ulong one = 1;
         Libc.write(_wake, &one, 8);
         _thread?.Join();
+        RunPostedWork();
         Connection[] all;
         lock (_gate) all = [.. _connections.Values];
         foreach (var c in all) Drop(c, null);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using XenIo.Hypervisor.Interop;
 
@@ -104,10 +105,22 @@ public sealed unsafe class DomainMemory : IDisposable
     public static DomainMemory Map(int fd, bool writable = true) => Map(new SafeFileHandle(fd, ownsHandle: true), writable);
 
     /// <summary>A new close-on-exec descriptor for the same memory (to map it again or hand it on).</summary>
-    public SafeFileHandle Duplicate()
+    public SafeFileHandle Duplicate() => DuplicateHandle(_handle);
+
+    /// <summary>dup(2) that holds a reference meanwhile, so a concurrent Dispose cannot make us duplicate a reused number.</summary>
+    internal static SafeFileHandle DuplicateHandle(SafeHandle handle)
     {
-        int fd = Libc.fcntl(Fd, Libc.F_DUPFD_CLOEXEC, 0);
-        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Failure("F_DUPFD_CLOEXEC", Libc.Errno);
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            int fd = Libc.fcntl((int)handle.DangerousGetHandle(), Libc.F_DUPFD_CLOEXEC, 0);
+            return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Failure("F_DUPFD_CLOEXEC", Libc.Errno);
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
     }
 
     public bool Contains(uint frame) => frame < FrameCount;

@@ -113,4 +113,22 @@ public sealed class HypercallServerTests : IDisposable
         Assert.Equal(GrantFlags.Reading, guest.GrantTable.Read(gref).Flags & (GrantFlags.Reading | GrantFlags.Writing));
         Assert.False(guest.GrantTable.EndAccess(gref));
     }
+
+    [Fact]
+    public void Destroying_a_domain_closes_its_connection_and_returns_its_pages()
+    {
+        using var guest = Guest(7);
+        using var dom0 = HypercallClient.Connect(_t.Host.HypercallSocketPath);
+        using var port = guest.Hypercalls.AllocUnbound(0);
+        using var back = dom0.BindInterdomain(7, port.Port);
+        long used = _t.Host.Pool.UsedPages;
+        _t.Host.DestroyDomain(7);
+        Assert.Equal(used - 64, _t.Host.Pool.UsedPages);
+        Assert.Null(_t.Host.Find(7));
+        Assert.ThrowsAny<IOException>(() => guest.Hypercalls.DomainInfo());
+        Assert.Equal(3, Assert.Throws<HypercallException>(() => dom0.MapForeign(7)).Errno);
+        Assert.Equal(EventChannelStatus.Closed, dom0.Status(back.Port).Status);
+        // The guest memory itself lives on in the processes that still map it.
+        guest.Memory.Page(10)[0] = 1;
+    }
 }
