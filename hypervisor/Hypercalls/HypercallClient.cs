@@ -28,6 +28,8 @@ public readonly record struct DomainDescription(ushort Domid, uint Frames, uint 
 public sealed unsafe class HypercallClient : IGrantMapRecorder, IDisposable
 {
     private readonly SafeHandle _handle;
+    /// <summary>The Socket that owns <see cref="_handle"/> for a connected dom0 client: kept so its finalizer cannot close our descriptor.</summary>
+    private readonly Socket? _socket;
     private readonly int _fd;
     private readonly object _gate = new();
     private readonly byte[] _tx = new byte[HypercallMessage.MaxSize];
@@ -45,6 +47,11 @@ public sealed unsafe class HypercallClient : IGrantMapRecorder, IDisposable
         _fd = (int)handle.DangerousGetHandle();
     }
 
+    private HypercallClient(Socket socket) : this(socket.SafeHandle)
+    {
+        _socket = socket;
+    }
+
     /// <summary>Connects to hyperd's dom0 socket.</summary>
     public static HypercallClient Connect(string socketPath)
     {
@@ -52,7 +59,7 @@ public sealed unsafe class HypercallClient : IGrantMapRecorder, IDisposable
         try
         {
             socket.Connect(new UnixDomainSocketEndPoint(socketPath));
-            return new HypercallClient(socket.SafeHandle);
+            return new HypercallClient(socket);
         }
         catch
         {
@@ -212,5 +219,9 @@ public sealed unsafe class HypercallClient : IGrantMapRecorder, IDisposable
         }
     }
 
-    public void Dispose() => _handle.Dispose();
+    public void Dispose()
+    {
+        if (_socket is not null) _socket.Dispose();
+        else _handle.Dispose();
+    }
 }

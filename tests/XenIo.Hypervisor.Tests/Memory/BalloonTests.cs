@@ -17,7 +17,8 @@ public class BalloonTests
         using var t = new CoreTestHost(budgetPages: 1000);
         var domain = t.Host.CreateDomain(3, "balloon", frames: 256, grantFrames: 4);
         int memoryFd = Libc.fcntl((int)domain.Memory.Handle.DangerousGetHandle(), Libc.F_DUPFD_CLOEXEC, 0);
-        int hypercallFd = Libc.fcntl((int)domain.TakeGuestEnd().DangerousGetHandle(), Libc.F_DUPFD_CLOEXEC, 0);
+        using var end = domain.TakeGuestEnd();
+        int hypercallFd = Libc.fcntl((int)end.DangerousGetHandle(), Libc.F_DUPFD_CLOEXEC, 0);
         using var guest = GuestDomain.Attach(memoryFd, hypercallFd);
         Assert.Equal(3, guest.Domid);
         Assert.Equal(256, t.Host.Pool.UsedPages);
