@@ -239,8 +239,9 @@ public sealed unsafe class ForeignDomain : IDisposable
     {
         mapping = default;
         if (gref >= EntryCount) return GrantStatus.BadGntref;
-        // Tell hyperd first: if we die after pinning, it knows what to release.
-        _recorder?.Mapped(Domid, gref, readOnly);
+        // Tell hyperd first: if we die after pinning, it knows what to release. If it cannot be told,
+        // a pin could outlive us unnoticed, so the map fails (the request fails, not the daemon).
+        if (_recorder is not null && !_recorder.Mapped(Domid, gref, readOnly)) return GrantStatus.GeneralError;
         var status = Acquire(gref, readOnly, map: true, out uint frame);
         if (status != GrantStatus.Okay)
         {
@@ -397,7 +398,10 @@ public sealed unsafe class ForeignDomain : IDisposable
 
     private void UnlockPins() => Volatile.Write(ref _pinLock, 0);
 
-    /// <summary>Unmaps everything still mapped (the backend is done with this domain) and the memory.</summary>
+    /// <summary>
+    /// Unmaps everything still mapped (the backend is done with this domain) and the memory. The
+    /// owner makes sure no copy or mapping is in use on another thread when it calls this.
+    /// </summary>
     public void Dispose()
     {
         int[] handles;

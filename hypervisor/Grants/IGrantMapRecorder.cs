@@ -7,7 +7,8 @@ namespace XenIo.Hypervisor.Grants;
 /// </summary>
 public interface IGrantMapRecorder
 {
-    void Mapped(ushort domid, uint gref, bool readOnly);
+    /// <summary>False when hyperd cannot be told (its connection is gone): the map is then refused.</summary>
+    bool Mapped(ushort domid, uint gref, bool readOnly);
 
     void Unmapped(ushort domid, uint gref, bool readOnly);
 }

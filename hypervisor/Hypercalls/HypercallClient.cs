@@ -148,21 +148,21 @@ public sealed unsafe class HypercallClient : IGrantMapRecorder, IDisposable
         return new ForeignDomain(memory, domid, grantFrames, DomainIds.Dom0, this);
     }
 
-    void IGrantMapRecorder.Mapped(ushort domid, uint gref, bool readOnly) => Note(HypercallOp.GrantMapped, domid, gref, readOnly);
+    bool IGrantMapRecorder.Mapped(ushort domid, uint gref, bool readOnly) => Note(HypercallOp.GrantMapped, domid, gref, readOnly);
 
+    // If hyperd is gone there is nobody left to tell, and nothing it would release.
     void IGrantMapRecorder.Unmapped(ushort domid, uint gref, bool readOnly) => Note(HypercallOp.GrantUnmapped, domid, gref, readOnly);
 
     /// <summary>Sends one raw message (tests of hyperd's parser).</summary>
     internal nint SendRaw(ReadOnlySpan<byte> message) => Libc.SendWithDescriptors(_fd, message, default, 0);
 
-    private void Note(HypercallOp op, ushort domid, uint gref, bool readOnly)
+    private bool Note(HypercallOp op, ushort domid, uint gref, bool readOnly)
     {
         Span<byte> message = stackalloc byte[HypercallHeader.Size + 8];
         HypercallMessage.WriteDomidAndU32(message[HypercallHeader.Size..], domid, readOnly ? (ushort)1 : (ushort)0, gref);
         HypercallMessage.WriteHeader(message, new HypercallHeader(op, 8, 0, 0));
         // No reply: hyperd processes the note before anything we send later on this connection.
-        nint sent = Libc.SendWithDescriptors(_fd, message, default, 0);
-        if (sent != message.Length) throw new IOException($"{op}: hypercall connection lost ({Libc.Describe((int)-sent)})");
+        return Libc.SendWithDescriptors(_fd, message, default, 0) == message.Length;
     }
 
     private int Frames(HypercallOp op, ReadOnlySpan<uint> frames)

@@ -55,7 +55,7 @@ public sealed class HypercallServerTests : IDisposable
         using var other = Guest(2);
         Assert.Equal(1, Assert.Throws<HypercallException>(() => guest.Hypercalls.MapForeign(2)).Errno);
         // A grant-map note from a guest is a protocol violation: its connection is closed.
-        ((IGrantMapRecorder)guest.Hypercalls).Mapped(2, 8, true);
+        Assert.True(((IGrantMapRecorder)guest.Hypercalls).Mapped(2, 8, true));
         Assert.ThrowsAny<IOException>(() => guest.Hypercalls.DomainInfo());
         Assert.Equal(2, other.Hypercalls.DomainInfo().Domid);
     }
@@ -131,5 +131,18 @@ public sealed class HypercallServerTests : IDisposable
         Assert.Equal((EventChannelStatus.Unbound, (ushort)7, 0u), dom0.Status(back.Port));
         // The guest memory itself lives on in the processes that still map it.
         guest.Memory.Page(10)[0] = 1;
+    }
+
+    [Fact]
+    public void A_backend_that_cannot_tell_hyperd_does_not_map()
+    {
+        using var guest = Guest(8);
+        uint gref = guest.GrantTable.GrantAccess(0, 20, readOnly: false);
+        using var dom0 = HypercallClient.Connect(_t.Host.HypercallSocketPath);
+        using var foreign = dom0.MapForeign(8);
+        dom0.SendRaw([0xFF]); // malformed: hyperd closes this connection
+        Assert.ThrowsAny<IOException>(() => dom0.DomainInfo());
+        Assert.Equal(GrantStatus.GeneralError, foreign.Map(gref, readOnly: false, out _));
+        Assert.True(guest.GrantTable.EndAccess(gref));
     }
 }
