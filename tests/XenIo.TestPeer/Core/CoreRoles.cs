@@ -197,6 +197,53 @@ internal static unsafe class CoreRoles
         }
     }
 
+    /// <summary>
+    /// args: run-directory budget-pages. hyperd's core services as a process: prints "ready SOCKET",
+    /// then takes commands on stdin ("create DOMID FRAMES GRANT-FRAMES HANDOFF-SOCKET", "destroy DOMID")
+    /// and answers each with "ok" or "error …"; exits at end of input.
+    /// </summary>
+    [PeerRole("core-host")]
+    public static int Host(string[] args)
+    {
+        using var host = new CoreHost(args[0], long.Parse(args[1]));
+        Console.WriteLine($"ready {host.HypercallSocketPath}");
+        Console.Out.Flush();
+        var handoffs = new List<Task>();
+        while (Console.ReadLine() is { } line)
+        {
+            var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            try
+            {
+                switch (words)
+                {
+                    case ["create", var d, var f, var g, var socket]:
+                        var domain = host.TryCreateDomain(ushort.Parse(d), $"d{d}", uint.Parse(f), uint.Parse(g));
+                        if (domain is null)
+                        {
+                            Console.WriteLine("error page pool exhausted");
+                            break;
+                        }
+                        handoffs.Add(DomainHandoff.HandOffAsync(domain, socket));
+                        Console.WriteLine("ok");
+                        break;
+                    case ["destroy", var d]:
+                        host.DestroyDomain(ushort.Parse(d));
+                        Console.WriteLine("ok");
+                        break;
+                    default:
+                        Console.WriteLine($"error unknown command '{line}'");
+                        break;
+                }
+            }
+            catch (Exception e) when (e is FormatException or OverflowException or ArgumentException or InvalidOperationException or IOException)
+            {
+                Console.WriteLine($"error {e.Message}");
+            }
+            Console.Out.Flush();
+        }
+        return 0;
+    }
+
     private static byte* PageAddress(Span<byte> page) => (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(page));
 
     private static int Fail(string message)
