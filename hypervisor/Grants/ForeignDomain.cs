@@ -324,8 +324,16 @@ public sealed unsafe class ForeignDomain : IDisposable
         frame = 0;
         if (gref >= EntryCount) return GrantStatus.BadGntref;
         uint* combo = GrantEntries.Combo(_memory, gref);
-        var status = SetStatus(gref, combo, readOnly, map);
-        if (status != GrantStatus.Okay) return status;
+        int pins = _pins[gref];
+        // As Xen with an active entry already pinned: a copy needs no second check and CAS when the
+        // entry was checked and flagged by a pin of its kind that is still held (consecutive copies of
+        // one page are common). Maps always check: they are long-lived and refuse sub-page grants.
+        bool alreadyPinned = !map && (readOnly ? pins != 0 : (pins & WriterMask) != 0);
+        if (!alreadyPinned)
+        {
+            var status = SetStatus(gref, combo, readOnly, map);
+            if (status != GrantStatus.Okay) return status;
+        }
         frame = Volatile.Read(ref *GrantEntries.Frame(_memory, gref));
         // The grant table frames are not grantable: a guest must not hand out its own table.
         if (frame >= _memory.FrameCount || frame < GrantFrames)

@@ -79,4 +79,31 @@ public class GrantHotPathTests
         Assert.Equal(GrantFlags.PermitAccess, d.Table.Read(gref).Flags);
         Assert.True(d.Table.EndAccess(gref));
     }
+
+    [Fact]
+    public void Consecutive_copies_of_one_grant_pin_it_once_and_still_check_writes()
+    {
+        using var d = new GrantTestDomain();
+        uint frame = GrantTestDomain.GrantFrames + 6;
+        uint rw = d.Table.GrantAccess(0, frame, readOnly: false);
+        uint ro = d.Table.GrantAccess(0, frame + 1, readOnly: true);
+        int swaps = 0;
+        d.Backend.BeforeCompareExchange = _ => swaps++;
+        var local = new byte[8 * 4096];
+        var ops = new GrantCopyOp[]
+        {
+            GrantCopyOp.FromGrant(GrantTestDomain.GuestDomid, rw, 0, 0, 100),
+            GrantCopyOp.FromGrant(GrantTestDomain.GuestDomid, rw, 100, 4096, 100),
+            GrantCopyOp.ToGrant(0, GrantTestDomain.GuestDomid, rw, 200, 100),
+            GrantCopyOp.ToGrant(0, GrantTestDomain.GuestDomid, rw, 300, 100),
+            GrantCopyOp.FromGrant(GrantTestDomain.GuestDomid, ro, 0, 8192, 100),
+            GrantCopyOp.ToGrant(0, GrantTestDomain.GuestDomid, ro, 0, 100),
+        };
+        d.Backend.Copy(ops, local);
+        Assert.Equal([GrantStatus.Okay, GrantStatus.Okay, GrantStatus.Okay, GrantStatus.Okay, GrantStatus.Okay, GrantStatus.GeneralError], ops.Select(o => o.Status));
+        // rw: one swap for the read pin, one for the first write pin; ro: one (the write is refused before any swap).
+        Assert.Equal(3, swaps);
+        Assert.Equal(GrantFlags.PermitAccess, d.Table.Read(rw).Flags);
+        Assert.Equal(GrantFlags.PermitAccess | GrantFlags.Readonly, d.Table.Read(ro).Flags);
+    }
 }
