@@ -8,13 +8,13 @@ internal static class Program
     private static int Main(string[] args)
     {
         var root = new RootCommand("xenio: Xen's split-driver I/O in user space (an xl-style toolstack)");
-        foreach (var verb in Verbs()) root.Subcommands.Add(verb);
+        foreach (var verb in AllVerbs()) root.Subcommands.Add(verb);
         return root.Parse(args).Invoke();
     }
 
     /// <summary>Every verb; each area builds its commands in its own file (xenio/Verbs/&lt;Area&gt;.cs).</summary>
-    private static IEnumerable<Command> Verbs() =>
+    private static IEnumerable<Command> AllVerbs() =>
     [
-        global::XenIo.Cli.Verbs.XenstoredVerb.Build(),
+        Verbs.XenstoredVerb.Build(),
     ];
 }
