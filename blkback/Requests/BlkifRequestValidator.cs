@@ -64,7 +64,9 @@ public static class BlkifRequestValidator
         short status = ValidateSegments(copied, req.SectorNumber, kind, disk, segments, out ulong bytes);
         if (status != BlkifStatus.Okay) return status;
 
-        result = new BlkRequest(req.Id, req.Operation, kind, req.SectorNumber << SectorShift, bytes, nseg);
+        // A flush or barrier without data has no range: do not carry the guest's sector number on.
+        ulong offset = nseg == 0 ? 0 : req.SectorNumber << SectorShift;
+        result = new BlkRequest(req.Id, req.Operation, kind, offset, bytes, nseg);
         return BlkifStatus.Okay;
     }
 
