@@ -117,21 +117,27 @@ public sealed unsafe class RawImage : IDisposable
         }
     }
 
+    // Read with our own descriptor: .NET's FileStream takes an flock of its own on Unix, which would
+    // collide with the lock an attached image holds and hide the "already attached" answer.
     private static ImageFormat DetectFormat(string path)
     {
-        Span<byte> head = stackalloc byte[ImageFormatProbe.HeaderBytes];
-        Span<byte> tail = stackalloc byte[512];
+        int fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+            throw new ImageOpenException($"{path}: cannot open: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
         try
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            long length = RandomAccess.GetLength(handle);
-            int h = RandomAccess.Read(handle, head, 0);
-            int t = length >= 1024 ? RandomAccess.Read(handle, tail, length - 512) : 0;
-            return ImageFormatProbe.Detect(head[..h], tail[..t]);
+            byte* head = stackalloc byte[ImageFormatProbe.HeaderBytes];
+            byte* tail = stackalloc byte[512];
+            long length = Libc.LSeek(fd, 0, Libc.SEEK_END);
+            nint h = Libc.PRead(fd, head, ImageFormatProbe.HeaderBytes, 0);
+            nint t = length >= 1024 ? Libc.PRead(fd, tail, 512, length - 512) : 0;
+            if (h < 0 || t < 0)
+                throw new ImageOpenException($"{path}: cannot read: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            return ImageFormatProbe.Detect(new ReadOnlySpan<byte>(head, (int)h), new ReadOnlySpan<byte>(tail, (int)t));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        finally
         {
-            throw new ImageOpenException($"{path}: cannot read: {e.Message}", e);
+            Libc.Close(fd);
         }
     }
 
