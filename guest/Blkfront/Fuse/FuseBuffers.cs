@@ -1,0 +1,68 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+
+namespace XenIo.Guest.Blkfront.Fuse;
+
+/// <summary>
+/// One worker's buffers, allocated once: the request buffer a /dev/fuse read fills (a WRITE's data
+/// arrives in it) and the data buffer a READ's reply is filled from. Native and page aligned so a
+/// device may hand them to O_DIRECT or grant copies as they are. Exposed as Memory without
+/// allocating per request.
+/// </summary>
+public sealed unsafe class FuseBuffers : IDisposable
+{
+    private readonly NativeBuffer _request;
+    private readonly NativeBuffer _data;
+
+    public FuseBuffers(int maxWrite)
+    {
+        // The kernel wants room for the header, fuse_write_in and max_write bytes (else EINVAL on read).
+        _request = new NativeBuffer(Math.Max(FuseConstants.MinReadBuffer, maxWrite + 4096));
+        _data = new NativeBuffer(maxWrite);
+    }
+
+    public Memory<byte> Request => _request.Memory;
+    public Memory<byte> Data => _data.Memory;
+    public byte* RequestPointer => _request.Pointer;
+    public byte* DataPointer => _data.Pointer;
+
+    public void Dispose()
+    {
+        ((IDisposable)_request).Dispose();
+        ((IDisposable)_data).Dispose();
+    }
+
+    private sealed class NativeBuffer : MemoryManager<byte>
+    {
+        private readonly int _length;
+        private byte* _pointer;
+
+        public NativeBuffer(int length)
+        {
+            _length = length;
+            _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
+        }
+
+        public byte* Pointer => _pointer;
+
+        public override Span<byte> GetSpan() => new(_pointer, _length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (_pointer == null) return;
+            NativeMemory.AlignedFree(_pointer);
+            _pointer = null;
+        }
+    }
+}
+
+/// <summary>Where a worker's replies go: /dev/fuse in production, a list in tests.</summary>
+public interface IFuseReplySink
+{
+    /// <summary>Sends fuse_out_header (error is a negative errno or 0) followed by <paramref name="body"/> and <paramref name="data"/>.</summary>
+    void Reply(ulong unique, int error, ReadOnlySpan<byte> body, ReadOnlySpan<byte> data);
+}
