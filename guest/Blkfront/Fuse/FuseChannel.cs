@@ -35,7 +35,7 @@ public sealed unsafe class FuseChannel : IDisposable
     public string MountPoint => _mountPoint;
 
     /// <summary>True once every worker has stopped (connection ended).</summary>
-    public bool Stopped => _workers.All(t => !t.IsAlive);
+    public bool Stopped => _workers.All(t => t is null || !t.IsAlive);
 
     /// <summary>Mounts a one-file FUSE file system at <paramref name="mountPoint"/> (an existing, empty directory) and starts serving it.</summary>
     public static FuseChannel Mount(string mountPoint, FuseDiskHandler handler, int threads = 16)
@@ -48,8 +48,6 @@ public sealed unsafe class FuseChannel : IDisposable
         var channel = new FuseChannel(fd, mountPoint, handler, threads);
         try
         {
-            // Workers first: the kernel queues FUSE_INIT during mount(2) and the first lookups may follow at once.
-            channel.StartWorkers();
             string options = $"fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other";
             if (Libc.Fuse.Mount("xenio-blkfront", mountPoint, "fuse.xenio", Libc.Fuse.MS_NOSUID | Libc.Fuse.MS_NODEV, options) != 0)
             {
@@ -57,12 +55,14 @@ public sealed unsafe class FuseChannel : IDisposable
                 throw new IOException($"mount fuse at {mountPoint}: {Marshal.GetPInvokeErrorMessage(errno)}");
             }
             channel._connectionId = FindConnectionId(mountPoint);
+            // Workers only now: reading /dev/fuse before mount(2) binds it fails with EPERM. The kernel
+            // queued FUSE_INIT during mount, and every request waits for its answer.
+            channel.StartWorkers();
             return channel;
         }
         catch
         {
-            channel.Abort();
-            channel.Dispose();
+            Libc.Fuse.Close(fd);
             throw;
         }
     }
@@ -151,7 +151,11 @@ public sealed unsafe class FuseChannel : IDisposable
     public void Abort()
     {
         if (_connectionId is null) return;
-        try { File.WriteAllText($"/sys/fs/fuse/connections/{_connectionId}/abort", "1"); }
+        const string control = "/sys/fs/fuse/connections";
+        // fusectl is not always mounted (no systemd here); mount it to reach the abort switch.
+        if (Directory.Exists(control) && !Directory.Exists($"{control}/{_connectionId}"))
+            Libc.Fuse.Mount("fusectl", control, "fusectl", 0, "");
+        try { File.WriteAllText($"{control}/{_connectionId}/abort", "1"); }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
