@@ -13,11 +13,25 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
 {
     private readonly SafeFileHandle _handle;
 
-    public FileBlockDevice(string path, int sectorSize = 512, bool readOnly = false)
+    [ThreadStatic] private static BounceBuffer? t_bounce;
+
+    /// <param name="direct">Open with O_DIRECT (no host page cache), as blkback's O_DIRECT mode; buffers that are not
+    /// page aligned then go through a per-thread aligned copy.</param>
+    public FileBlockDevice(string path, int sectorSize = 512, bool readOnly = false, bool direct = false)
     {
         if (sectorSize is not (512 or 4096)) throw new ArgumentOutOfRangeException(nameof(sectorSize));
-        // FileShare is how .NET picks its advisory lock on Unix; blkback's own lock is the one that matters.
-        _handle = File.OpenHandle(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        if (direct)
+        {
+            int fd = Libc.Fuse.Open(path, (readOnly ? Libc.Fuse.O_RDONLY : Libc.Fuse.O_RDWR) | Libc.Fuse.O_CLOEXEC | Libc.Fuse.O_DIRECT, 0);
+            if (fd < 0) throw new IOException($"{path}: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            _handle = new SafeFileHandle(fd, ownsHandle: true);
+        }
+        else
+        {
+            // FileShare is how .NET picks its advisory lock on Unix; blkback's own lock is the one that matters.
+            _handle = File.OpenHandle(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+        Direct = direct;
         long length = RandomAccess.GetLength(_handle);
         SizeBytes = length / sectorSize * sectorSize;
         SectorSize = sectorSize;
@@ -28,17 +42,20 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
     public int SectorSize { get; }
     public bool ReadOnly { get; }
     public bool SupportsDiscard => !ReadOnly;
+    public bool Direct { get; }
 
     public ValueTask ReadAsync(ulong sector, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         long offset = CheckRange(sector, buffer.Length);
-        var span = buffer.Span;
-        while (!span.IsEmpty)
+        if (Direct && !IsAligned(buffer.Span))
         {
-            int n = RandomAccess.Read(_handle, span, offset);
-            if (n == 0) throw new BlockDeviceException(Libc.Fuse.EIO, "image shrank under the disk");
-            span = span[n..];
-            offset += n;
+            var bounce = Bounce(buffer.Length);
+            ReadAll(bounce[..buffer.Length], offset);
+            bounce[..buffer.Length].CopyTo(buffer.Span);
+        }
+        else
+        {
+            ReadAll(buffer.Span, offset);
         }
         return ValueTask.CompletedTask;
     }
@@ -47,7 +64,16 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
     {
         if (ReadOnly) throw new BlockDeviceException(Libc.Fuse.EROFS, "read-only disk");
         long offset = CheckRange(sector, buffer.Length);
-        RandomAccess.Write(_handle, buffer.Span, offset);
+        if (Direct && !IsAligned(buffer.Span))
+        {
+            var bounce = Bounce(buffer.Length);
+            buffer.Span.CopyTo(bounce);
+            RandomAccess.Write(_handle, bounce[..buffer.Length], offset);
+        }
+        else
+        {
+            RandomAccess.Write(_handle, buffer.Span, offset);
+        }
         return ValueTask.CompletedTask;
     }
 
@@ -67,6 +93,50 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
         if (Libc.Fuse.FAllocate(_handle.DangerousGetHandle(), Libc.Fuse.FALLOC_FL_PUNCH_HOLE | Libc.Fuse.FALLOC_FL_KEEP_SIZE, offset, (long)sectorCount * 512) != 0)
             throw new BlockDeviceException(Marshal.GetLastPInvokeError(), "hole punching failed");
         return ValueTask.CompletedTask;
+    }
+
+    private void ReadAll(Span<byte> span, long offset)
+    {
+        while (!span.IsEmpty)
+        {
+            int n = RandomAccess.Read(_handle, span, offset);
+            if (n == 0) throw new BlockDeviceException(Libc.Fuse.EIO, "image shrank under the disk");
+            span = span[n..];
+            offset += n;
+        }
+    }
+
+    private static unsafe bool IsAligned(ReadOnlySpan<byte> span)
+    {
+        fixed (byte* p = span) return ((nint)p & 4095) == 0;
+    }
+
+    private static Span<byte> Bounce(int length)
+    {
+        var b = t_bounce;
+        if (b is null || b.Length < length)
+        {
+            b?.Dispose();
+            t_bounce = b = new BounceBuffer(Math.Max(length, 1 << 20));
+        }
+        return b.Span;
+    }
+
+    /// <summary>One page-aligned copy buffer per thread (the FUSE workers are long-lived), never per request.</summary>
+    private sealed unsafe class BounceBuffer(int length) : IDisposable
+    {
+        private byte* _p = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
+        public int Length { get; } = length;
+        public Span<byte> Span => new(_p, Length);
+
+        public void Dispose()
+        {
+            if (_p == null) return;
+            NativeMemory.AlignedFree(_p);
+            _p = null;
+        }
+
+        ~BounceBuffer() => Dispose();
     }
 
     private long CheckRange(ulong sector, long length)

@@ -14,16 +14,25 @@ public sealed unsafe class FuseBuffers : IDisposable
     private readonly NativeBuffer _request;
     private readonly NativeBuffer _data;
 
+    /// <summary>
+    /// A request starts this far into its page, so that a WRITE's data, after the 40-byte header and
+    /// the 40-byte fuse_write_in, starts on a page boundary: an O_DIRECT device takes it as it is.
+    /// </summary>
+    public const int RequestOffset = 4096 - 80;
+
+    private readonly int _requestLength;
+
     public FuseBuffers(int maxWrite)
     {
         // The kernel wants room for the header, fuse_write_in and max_write bytes (else EINVAL on read).
-        _request = new NativeBuffer(Math.Max(FuseConstants.MinReadBuffer, maxWrite + 4096));
+        _requestLength = Math.Max(FuseConstants.MinReadBuffer, maxWrite + 4096);
+        _request = new NativeBuffer(RequestOffset + _requestLength);
         _data = new NativeBuffer(maxWrite);
     }
 
-    public Memory<byte> Request => _request.Memory;
+    public Memory<byte> Request => _request.Memory.Slice(RequestOffset, _requestLength);
     public Memory<byte> Data => _data.Memory;
-    public byte* RequestPointer => _request.Pointer;
+    public byte* RequestPointer => _request.Pointer + RequestOffset;
     public byte* DataPointer => _data.Pointer;
 
     public void Dispose()

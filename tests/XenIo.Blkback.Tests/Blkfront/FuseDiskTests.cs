@@ -136,7 +136,8 @@ public sealed class FuseDiskTests(ITestOutputHelper output)
         var source = Path.Combine(dir, "pattern.bin");
         File.WriteAllBytes(source, pattern);
 
-        using (var device = new FileBlockDevice(image))
+        // O_DIRECT device: the FUSE write data must arrive page aligned or go through the bounce buffer.
+        using (var device = new FileBlockDevice(image, direct: true))
         using (var disk = FuseDisk.Attach(device, fuseMount))
         {
             var dd = Run("dd", $"if={source}", $"of={disk.DevicePath}", "bs=64k", "seek=32", "oflag=direct", "conv=fsync", "status=none");
