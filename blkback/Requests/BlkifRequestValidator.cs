@@ -125,6 +125,19 @@ public static class BlkifRequestValidator
         return BlkifStatus.Okay;
     }
 
+    /// <summary>
+    /// Copies segments out of one mapped indirect page (512 per page): <paramref name="destination"/>
+    /// receives <c>destination.Length</c> entries starting at entry <paramref name="firstInPage"/>.
+    /// Copy once, then validate the copy with <see cref="ValidateIndirectSegments"/> (XSA-155).
+    /// </summary>
+    public static void CopyIndirectSegments(ReadOnlySpan<byte> indirectPage, int firstInPage, Span<BlkifRequestSegment> destination)
+    {
+        var all = MemoryMarshal.Cast<byte, BlkifRequestSegment>(indirectPage);
+        if ((uint)firstInPage > (uint)all.Length || destination.Length > all.Length - firstInPage)
+            throw new ArgumentOutOfRangeException(nameof(firstInPage), "segments past the end of the indirect page");
+        all.Slice(firstInPage, destination.Length).CopyTo(destination);
+    }
+
     /// <summary>Builds the response for a request that failed validation (every padding byte zero, XSA-216).</summary>
     public static BlkifResponse ErrorResponse(in BlkifRequest copy, short status)
     {

@@ -223,3 +223,50 @@ public sealed class FuseDiskHandlerTests : IDisposable
         }
     }
 }
+
+/// <summary>READ and WRITE through the handler cost no allocation per request with a synchronous device.</summary>
+public sealed class FuseDiskHandlerAllocationTests
+{
+    private sealed class NullSink : IFuseReplySink
+    {
+        public int Errors;
+        public void Reply(ulong unique, int error, ReadOnlySpan<byte> body, ReadOnlySpan<byte> data) { if (error != 0) Errors++; }
+    }
+
+    [Fact]
+    public void Read_and_write_allocate_nothing()
+    {
+        var dir = Directory.CreateTempSubdirectory("xenio-fusealloc-").FullName;
+        var path = Path.Combine(dir, "disk.img");
+        using (var f = new FileStream(path, FileMode.Create)) f.SetLength(1 << 20);
+        using (var device = new FileBlockDevice(path))
+        using (var buffers = new FuseBuffers(128 * 1024))
+        {
+            var handler = new FuseDiskHandler(device, maxWrite: 128 * 1024);
+            var sink = new NullSink();
+            var write = new byte[40 + 40 + 4096];
+            BinaryPrimitives.WriteUInt32LittleEndian(write, (uint)write.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(write.AsSpan(4), (uint)FuseOpcode.Write);
+            BinaryPrimitives.WriteUInt64LittleEndian(write.AsSpan(16), FuseDiskHandler.DiskNodeId);
+            BinaryPrimitives.WriteUInt64LittleEndian(write.AsSpan(48), 8192); // offset
+            BinaryPrimitives.WriteUInt32LittleEndian(write.AsSpan(56), 4096); // size
+            var read = write[..80];
+            BinaryPrimitives.WriteUInt32LittleEndian(read, 80);
+            BinaryPrimitives.WriteUInt32LittleEndian(read.AsSpan(4), (uint)FuseOpcode.Read);
+            void Once()
+            {
+                write.CopyTo(buffers.Request.Span);
+                handler.Handle(write.Length, buffers, sink);
+                read.CopyTo(buffers.Request.Span);
+                handler.Handle(read.Length, buffers, sink);
+            }
+            Once();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++) Once();
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(0, sink.Errors);
+            Assert.Equal(0, allocated);
+        }
+        Directory.Delete(dir, true);
+    }
+}

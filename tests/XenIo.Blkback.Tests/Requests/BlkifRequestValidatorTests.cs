@@ -240,6 +240,24 @@ public class BlkifRequestValidatorTests
     }
 
     [Fact]
+    public void Indirect_segments_copied_from_page_bytes()
+    {
+        var pageBytes = new byte[4096];
+        for (int i = 0; i < 512; i++)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(pageBytes.AsSpan(8 * i), (uint)(1000 + i));
+            pageBytes[8 * i + 4] = 0;
+            pageBytes[8 * i + 5] = 7;
+        }
+        var copied = new BlkifRequestSegment[4];
+        BlkifRequestValidator.CopyIndirectSegments(pageBytes, 508, copied);
+        Assert.Equal(1508u, copied[0].Gref);
+        Assert.Equal(1511u, copied[3].Gref);
+        Assert.Equal(7, copied[3].LastSect);
+        Assert.Throws<ArgumentOutOfRangeException>(() => BlkifRequestValidator.CopyIndirectSegments(pageBytes, 509, copied));
+    }
+
+    [Fact]
     public void Indirect_write_on_read_only_disk_fails_at_the_header()
     {
         var copy = BlkifRequestValidator.AsIndirect(BlkifRequestValidator.CopySlot(IndirectSlot(1, 3, 0, 77)));
