@@ -82,8 +82,9 @@ public sealed class FuseDiskHandler
         {
             sink.Reply(header.Unique, -(e.Errno > 0 ? e.Errno : Libc.Fuse.EIO), default, default);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
+        catch (Exception e)
         {
+            // A worker is the agent's boundary: whatever the device throws becomes EIO for this request only.
             Log?.Invoke($"fuse: {header.Opcode} failed: {e.Message}");
             sink.Reply(header.Unique, -Libc.Fuse.EIO, default, default);
         }

@@ -155,4 +155,38 @@ public sealed class FuseDiskTests(ITestOutputHelper output)
         Assert.False(Mounted(fuseMount));
         Directory.Delete(dir, true);
     }
+
+    [SkippableTheory]
+    [InlineData(512, false)]
+    [InlineData(4096, false)]
+    [InlineData(512, true)]
+    public void Sector_size_and_read_only_reach_the_loop_device(int sectorSize, bool readOnly)
+    {
+        RequireFuseAndLoop();
+        Requires.Tool("dd");
+        var dir = Directory.CreateTempSubdirectory("xenio-fusedisk-").FullName;
+        var image = Path.Combine(dir, "disk.img");
+        var fuseMount = Path.Combine(dir, "fuse");
+        Directory.CreateDirectory(fuseMount);
+        var content = new byte[8 << 20];
+        new Random(sectorSize).NextBytes(content);
+        File.WriteAllBytes(image, content);
+
+        using (var device = new FileBlockDevice(image, sectorSize, readOnly))
+        using (var disk = FuseDisk.Attach(device, fuseMount))
+        {
+            var sys = $"/sys/block/loop{disk.Loop.Number}";
+            Assert.Equal(sectorSize.ToString(), File.ReadAllText($"{sys}/queue/logical_block_size").Trim());
+            Assert.Equal(readOnly ? "1" : "0", File.ReadAllText($"{sys}/ro").Trim());
+            var back = Path.Combine(dir, "back.bin");
+            var read = Run("dd", $"if={disk.DevicePath}", $"of={back}", "bs=1M", "iflag=direct", "status=none");
+            Assert.True(read.Code == 0, read.Output);
+            Assert.Equal(content, File.ReadAllBytes(back));
+            var write = Run("dd", "if=/dev/zero", $"of={disk.DevicePath}", $"bs={sectorSize}", "count=1", "oflag=direct", "status=none");
+            Assert.Equal(readOnly, write.Code != 0);
+        }
+        Assert.False(Mounted(fuseMount));
+        Assert.Equal(readOnly, File.ReadAllBytes(image).AsSpan(0, sectorSize).IndexOfAnyExcept((byte)0) >= 0);
+        Directory.Delete(dir, true);
+    }
 }
