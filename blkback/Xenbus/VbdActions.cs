@@ -53,4 +53,21 @@ public sealed record VbdFeatures
     public int Info { get; init; }
     public int SectorSize { get; init; } = 512;
     public int PhysicalSectorSize { get; init; } = 512;
+
+    /// <summary>What an opened image offers: size, sector sizes, read-only/CD-ROM info, discard geometry.</summary>
+    public static VbdFeatures ForImage(Images.RawImage image, int maxQueues = 4) => new()
+    {
+        MaxQueues = maxQueues,
+        MaxIndirectSegments = image.Geometry.MaxIndirectSegments,
+        Sectors = image.Geometry.Sectors,
+        Info = image.Info,
+        SectorSize = image.Geometry.SectorSize,
+        PhysicalSectorSize = image.PhysicalSectorSize,
+        Discard = image.Geometry.DiscardEnabled,
+        DiscardGranularity = image.DiscardGranularity,
+        DiscardAlignment = image.DiscardAlignment,
+        DiscardSecure = image.Geometry.DiscardSecure,
+        // A read-only disk has nothing to flush or order; Linux still offers flush, which is harmless.
+        Barrier = !image.Geometry.ReadOnly,
+    };
 }

@@ -31,6 +31,24 @@ public sealed class RawImageTests : IDisposable
     }
 
     [Fact]
+    public void Vbd_features_follow_the_image()
+    {
+        using var img = RawImage.Open(new ImageOptions(Sparse(8 << 20)) { SectorSize = 4096, PhysicalSectorSize = 4096 });
+        var f = XenIo.Blkback.Xenbus.VbdFeatures.ForImage(img);
+        Assert.Equal(16384UL, f.Sectors);
+        Assert.Equal(4096, f.SectorSize);
+        Assert.Equal(4096, f.PhysicalSectorSize);
+        Assert.True(f.Discard);
+        Assert.Equal(img.DiscardGranularity, f.DiscardGranularity);
+        Assert.Equal(256, f.MaxIndirectSegments);
+        using var cd = RawImage.Open(new ImageOptions(Sparse(1 << 20, "cd.iso")) { CdRom = true });
+        var c = XenIo.Blkback.Xenbus.VbdFeatures.ForImage(cd);
+        Assert.Equal(7, c.Info);
+        Assert.False(c.Discard);
+        Assert.False(c.Barrier);
+    }
+
+    [Fact]
     public void Size_rounds_down_to_whole_4k_sectors()
     {
         using var img = RawImage.Open(new ImageOptions(Sparse((1 << 20) + 1000)) { SectorSize = 4096 });
