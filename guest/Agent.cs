@@ -21,6 +21,9 @@ internal sealed class Agent(AgentOptions options)
     /// <summary>Exit code when the agent could not set the guest up (EX_SOFTWARE).</summary>
     public const int SetupFailed = 70;
 
+    /// <summary>Exit code after an unexpected failure (EX_OSERR).</summary>
+    public const int Crashed = 71;
+
     private const int MaxConfigBytes = 1 << 20;
 
     private readonly SemaphoreSlim _wake = new(0);
@@ -55,7 +58,6 @@ internal sealed class Agent(AgentOptions options)
             var consoleFd = options.ConsoleFd ?? config.ConsoleFd;
             console = consoleFd is { } c ? new SocketConsole(c) : new DiscardConsole();
 
-            using var sigchld = PosixSignalRegistration.Create(PosixSignal.SIGCHLD, _ => _wake.Release());
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             initPid = InitProcess.Start(config.Init, config.Name, config.Environment, pty.SlavePath);
@@ -105,6 +107,12 @@ internal sealed class Agent(AgentOptions options)
     private int Supervise(int initPid, int stopTimeoutMs)
     {
         var reaper = new ChildReaper();
+        reaper.Exclude(initPid);
+        // Wake when init exits without reaping it (WNOWAIT), so its status is collected by pid below.
+        // No SIGCHLD registration: with one, the runtime's signal thread reaps with wait4(-1) and
+        // steals init's status (seen under strace).
+        var waiter = new Thread(() => WaitForExit(initPid), 64 * 1024) { IsBackground = true, Name = "init waiter" };
+        waiter.Start();
         long killAt = 0;
         while (true)
         {
@@ -126,6 +134,13 @@ internal sealed class Agent(AgentOptions options)
             // SIGCHLD wakes us; the timeout only covers signals that raced the last check.
             _wake.Wait(wait);
         }
+    }
+
+    private unsafe void WaitForExit(int pid)
+    {
+        var info = stackalloc byte[128];
+        while (WaitId(P_PID, pid, info, WEXITED | WNOWAIT) != 0 && Marshal.GetLastPInvokeError() == EINTR) { }
+        _wake.Release();
     }
 
     private static void RunConsole(IConsoleFrontend console, Pty pty)
@@ -155,8 +170,12 @@ internal sealed class Agent(AgentOptions options)
     {
         if (Environment.ProcessId != 1)
             throw new InvalidOperationException("xenio-guest must be PID 1 of a new pid namespace: hyperd starts it (xenio create)");
+        // /proc is still the host's here, so /proc/1 is the host's init; where we may not look at it
+        // (a user namespace), the pid namespace check above has to do.
         var ours = File.ResolveLinkTarget("/proc/self/ns/mnt", false)?.ToString();
-        var host = File.ResolveLinkTarget("/proc/1/ns/mnt", false)?.ToString();
+        string? host;
+        try { host = File.ResolveLinkTarget("/proc/1/ns/mnt", false)?.ToString(); }
+        catch (UnauthorizedAccessException) { host = null; }
         if (ours is null || ours == host)
             throw new InvalidOperationException("xenio-guest is not in a mount namespace of its own: refusing to touch the host's mounts");
     }

@@ -16,6 +16,19 @@ internal static class Program
             Console.Error.WriteLine($"xenio-guest: {e.Message}\n{AgentOptions.Usage}\nThe agent is started by hyperd (xenio create), not by hand.");
             return 2;
         }
-        return new Agent(options).Run();
+        // As PID 1 an unhandled exception must not reach the runtime's abort(): the kernel does not deliver
+        // PID 1 its own SIGABRT, so abort() would never end. Exit at once; hyperd sees a crashed domain.
+        AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+        {
+            Console.Error.WriteLine($"xenio-guest: fatal: {e.ExceptionObject}");
+            Interop.Libc.Exit(Agent.Crashed);
+        };
+        try { return new Agent(options).Run(); }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"xenio-guest: fatal: {e}");
+            Interop.Libc.Exit(Agent.Crashed);
+            return Agent.Crashed;
+        }
     }
 }

@@ -76,6 +76,18 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]
     public static partial int WaitPid(int pid, int* status, int options);
 
+    /// <summary>Ends the process at once: PID 1 must never abort (it ignores its own SIGABRT and would spin).</summary>
+    [LibraryImport("libc", EntryPoint = "_exit")]
+    public static partial void Exit(int status);
+
+    public const int P_PID = 1;
+    public const int WEXITED = 4;
+    public const int WNOWAIT = 0x01000000;
+
+    /// <summary>waitid with a 128-byte siginfo_t buffer (only used with WNOWAIT, to learn that a child exited).</summary>
+    [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
+    public static partial int WaitId(int idType, int id, byte* info, int options);
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
 }

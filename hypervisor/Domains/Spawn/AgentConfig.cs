@@ -4,34 +4,36 @@ namespace XenIo.Hypervisor.Domains.Spawn;
 
 /// <summary>
 /// What the guest agent is told at start, as JSON on its config descriptor (<see cref="AgentFds.Config"/>).
-/// Descriptor numbers name what the agent inherited; absent ones were not given.
+/// Descriptor numbers name what the agent inherited; absent ones were not given. Properties are settable
+/// because System.Text.Json's source generator sets init-only ones to default when a key is absent,
+/// which would lose the defaults below.
 /// </summary>
 public sealed record AgentConfig
 {
     /// <summary>The domain's name; also the guest's hostname.</summary>
-    public required string Name { get; init; }
-    public int Domid { get; init; }
+    public required string Name { get; set; }
+    public int Domid { get; set; }
 
     /// <summary>The init program and its arguments; <c>/bin/sh</c> by default.</summary>
-    public IReadOnlyList<string> Init { get; init; } = ["/bin/sh"];
+    public IReadOnlyList<string> Init { get; set; } = ["/bin/sh"];
 
     /// <summary>Extra environment entries (<c>KEY=value</c>) for init, after TERM, PATH, HOME and HOSTNAME.</summary>
-    public IReadOnlyList<string> Environment { get; init; } = [];
+    public IReadOnlyList<string> Environment { get; set; } = [];
 
     /// <summary>Host directories the guest must not see (run and state directories): an empty read-only tmpfs covers each.</summary>
-    public IReadOnlyList<string> HiddenPaths { get; init; } = [];
+    public IReadOnlyList<string> HiddenPaths { get; set; } = [];
 
     /// <summary>True when the domain runs in its own user namespace (<c>isolation=userns</c>).</summary>
-    public bool Userns { get; init; }
+    public bool Userns { get; set; }
 
-    public int? MemoryFd { get; init; }
-    public int? HypercallFd { get; init; }
+    public int? MemoryFd { get; set; }
+    public int? HypercallFd { get; set; }
 
     /// <summary>A stream socket the agent bridges init's terminal to (debug console); null: none.</summary>
-    public int? ConsoleFd { get; init; }
+    public int? ConsoleFd { get; set; }
 
     /// <summary>How long init gets between SIGTERM and SIGKILL on a graceful stop.</summary>
-    public int StopTimeoutMs { get; init; } = 10_000;
+    public int StopTimeoutMs { get; set; } = 10_000;
 }
 
 /// <summary>Source-generated JSON (the agent is NativeAOT: no reflection).</summary>

@@ -119,7 +119,8 @@ public sealed class SpawnCommand
             attrReady = true;
             SigEmptySet(sigset);
             Check(SpawnAttrSetSigMask(attr, sigset), "setsigmask");
-            for (var sig = 1; sig < 32; sig++)
+            // Realtime signals too: the runtime ignores some of them. glibc refuses its own two reserved ones.
+            for (var sig = 1; sig <= 64; sig++)
                 if (sig != SIGKILL && sig != 19 /* SIGSTOP */) SigAddSet(sigset, sig);
             Check(SpawnAttrSetSigDefault(attr, sigset), "setsigdefault");
             var flags = (short)(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (NewSession ? POSIX_SPAWN_SETSID : 0));
