@@ -27,11 +27,23 @@ internal static class InitProcess
         var spawn = new SpawnCommand(program, argv, env)
         {
             NewSession = true,
-            WorkingDirectory = Directory.Exists("/root") ? "/root" : "/",
+            WorkingDirectory = CanEnter("/root") ? "/root" : "/",
         };
         const int O_RDWR = 2;
         spawn.Open(0, ttyPath, O_RDWR).Open(1, ttyPath, O_RDWR).Open(2, ttyPath, O_RDWR);
         return spawn.Start();
+    }
+
+    /// <summary>Under isolation=userns guest root is an unprivileged host user and the host's /root is closed to it.</summary>
+    private static bool CanEnter(string dir)
+    {
+        try
+        {
+            using var e = Directory.EnumerateFileSystemEntries(dir).GetEnumerator();
+            e.MoveNext();
+            return true;
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException) { return false; }
     }
 
     /// <summary>posix_spawn does not search PATH: a bare name is looked up as a shell would.</summary>

@@ -96,7 +96,7 @@ internal static class GuestHarness
         using var cts = new CancellationTokenSource(limit);
         var sb = new StringBuilder();
         var buffer = new byte[4096];
-        while (!sb.ToString().Contains(marker, StringComparison.Ordinal))
+        while (!sb.ToString().Replace("\r\n", "\n", StringComparison.Ordinal).Contains(marker, StringComparison.Ordinal))
         {
             var n = await console.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
             if (n == 0) break;

@@ -72,6 +72,9 @@ public sealed record CgroupLayout
         return new CgroupLayout { UnifiedRoot = unified, UnifiedControllers = controllers, V1Roots = v1, Freezer = freezer };
     }
 
+    /// <summary>How many hierarchies each domain's cgroup is created in.</summary>
+    public int HierarchyCount => Hierarchies().Count();
+
     /// <summary>Hierarchies a domain's cgroup is created in: each used v1 hierarchy, and the v2 tree when mounted.</summary>
     internal IEnumerable<(string Root, bool V2)> Hierarchies()
     {

@@ -80,11 +80,12 @@ public sealed class GuestAgent : IAsyncDisposable
         lock (_gate)
         {
             if (_exited.Task.IsCompleted) return false;
-            // The pidfd cannot hit a recycled pid; the launcher is signalled too for SIGKILL
-            // (--kill-child makes its death kill the agent, should the agent not be known yet).
-            var ok = _agentPidfd >= 0 && PidfdSendSignal(_agentPidfd, sig) == 0;
-            if (sig == SIGKILL) ok |= PidfdSendSignal(_launcherPidfd, sig) == 0;
-            return ok;
+            // The pidfd cannot hit a recycled pid. Once the agent is known only it is signalled: the
+            // launcher then reaps it and dies of the same signal. Killing both at once would orphan the
+            // agent's zombie to the host's init. Before hello, the launcher's death kills the agent
+            // (--kill-child).
+            if (_agentPidfd >= 0) return PidfdSendSignal(_agentPidfd, sig) == 0;
+            return sig == SIGKILL && PidfdSendSignal(_launcherPidfd, sig) == 0;
         }
     }
 
@@ -95,8 +96,15 @@ public sealed class GuestAgent : IAsyncDisposable
     public async Task<AgentExit> DestroyAsync(TimeSpan? timeout = null)
     {
         Kill();
-        Cgroup.KillAll();
-        var exit = await _exited.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        AgentExit exit;
+        try { exit = await _exited.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+        catch (TimeoutException)
+        {
+            // Something in the domain resists (or the agent was never known): kill the whole cgroup.
+            _log.LogWarning("domain {Name}: agent did not die; killing its cgroup", Name);
+            Cgroup.KillAll();
+            exit = await _exited.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
         if (_netns is { } ns)
         {
             NetnsNames.Detach(ns);
