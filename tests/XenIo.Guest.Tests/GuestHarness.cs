@@ -70,6 +70,13 @@ internal static class GuestHarness
         }
     }
 
+    /// <summary>Removes whatever an instance of a test left (after a failed assertion), so runs never accumulate.</summary>
+    public static void RemoveInstance(KernelNames names)
+    {
+        foreach (var ns in NetnsNames.List(names.Prefix)) NetnsNames.Detach(ns);
+        DomainCgroup.RemoveLeftovers(CgroupLayout.Detect(), names);
+    }
+
     public static string LogPath(string name) => Path.Combine(Path.GetTempPath(), $"xenio-test-agent-{Environment.ProcessId}-{name}.log");
 
     public static string ReadLog(string name)

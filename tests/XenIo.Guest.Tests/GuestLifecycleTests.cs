@@ -42,31 +42,38 @@ public class GuestLifecycleTests
     {
         Needs();
         var names = GuestHarness.Names("if");
-        var spawner = GuestHarness.Spawner(names);
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "web", ["/bin/sh", "-i"]);
-        using var _ = console;
         try
         {
-            Assert.Equal(names.Netns("web"), agent.NetnsName);
-            var links = Run("ip", "netns", "exec", names.Netns("web"), "ip", "-o", "link");
-            var lines = links.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Single(lines);
-            Assert.Contains(": lo:", lines[0]);
-            Assert.Contains(",UP", lines[0]);
+            var spawner = GuestHarness.Spawner(names);
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "web", ["/bin/sh", "-i"]);
+            using var _ = console;
+            try
+            {
+                Assert.Equal(names.Netns("web"), agent.NetnsName);
+                var links = Run("ip", "netns", "exec", names.Netns("web"), "ip", "-o", "link");
+                var lines = links.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                Assert.Single(lines);
+                Assert.Contains(": lo:", lines[0]);
+                Assert.Contains(",UP", lines[0]);
 
-            await console.SendAsync(Encoding.ASCII.GetBytes("echo answer=$((6*7)); tty\n"));
-            var output = await GuestHarness.ReadUntilAsync(console, "/dev/pts/0\n", Limit);
-            Assert.Contains("answer=42\n", output);
-            await console.SendAsync(Encoding.ASCII.GetBytes("exit 5\n"));
-            var exit = await agent.Exited.WaitAsync(Limit);
-            Assert.Equal(0, exit.ExitCode);
-            Assert.Equal(new AgentMessage(AgentMessageKind.Shutdown, 5, ShutdownReason.Poweroff), exit.Shutdown);
+                await console.SendAsync(Encoding.ASCII.GetBytes("echo answer=$((6*7)); tty\n"));
+                var output = await GuestHarness.ReadUntilAsync(console, "/dev/pts/0\n", Limit);
+                Assert.Contains("answer=42\n", output);
+                await console.SendAsync(Encoding.ASCII.GetBytes("exit 5\n"));
+                var exit = await agent.Exited.WaitAsync(Limit);
+                Assert.Equal(0, exit.ExitCode);
+                Assert.Equal(new AgentMessage(AgentMessageKind.Shutdown, 5, ShutdownReason.Poweroff), exit.Shutdown);
+            }
+            finally
+            {
+                await agent.DestroyAsync();
+            }
+            AssertNothingLeft(names, CgroupLayout.Detect());
         }
         finally
         {
-            await agent.DestroyAsync();
+            GuestHarness.RemoveInstance(names);
         }
-        AssertNothingLeft(names, CgroupLayout.Detect());
     }
 
     [SkippableFact]
@@ -74,24 +81,31 @@ public class GuestLifecycleTests
     {
         Needs();
         var names = GuestHarness.Names("kill");
-        var layout = CgroupLayout.Detect();
-        var spawner = GuestHarness.Spawner(names);
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "victim", ["/bin/sh", "-c", "sleep 1000 & sleep 1000"]);
-        using var _ = console;
-        var agentPid = agent.AgentPid;
-        Assert.True(File.Exists(NetnsNames.PathOf(names.Netns("victim"))));
-        Assert.True(agent.Cgroup.Processes().Count >= 3);
-        Assert.True(agent.Kill());
-        var exit = await agent.Exited.WaitAsync(Limit);
-        // unshare passes a signal death on as a signal on most versions; 2.38 (Debian 12) trips over its own
-        // sigprocmask and exits 1 instead. Either way no shutdown was reported: a crash.
-        Assert.True(exit.Signal == 9 || exit.ExitCode is > 0, exit.ToString());
-        Assert.Null(exit.Shutdown);
-        Assert.Equal(ShutdownReason.Crash, exit.Reason);
-        await agent.DestroyAsync();
-        Assert.False(Directory.Exists($"/proc/{agentPid}"));
-        foreach (var dir in agent.Cgroup.Directories) Assert.False(Directory.Exists(dir));
-        AssertNothingLeft(names, layout);
+        try
+        {
+            var layout = CgroupLayout.Detect();
+            var spawner = GuestHarness.Spawner(names);
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "victim", ["/bin/sh", "-c", "sleep 1000 & sleep 1000"]);
+            using var _ = console;
+            var agentPid = agent.AgentPid;
+            Assert.True(File.Exists(NetnsNames.PathOf(names.Netns("victim"))));
+            Assert.True(agent.Cgroup.Processes().Count >= 3);
+            Assert.True(agent.Kill());
+            var exit = await agent.Exited.WaitAsync(Limit);
+            // unshare passes a signal death on as a signal on most versions; 2.38 (Debian 12) trips over its own
+            // sigprocmask and exits 1 instead. Either way no shutdown was reported: a crash.
+            Assert.True(exit.Signal == 9 || exit.ExitCode is > 0, exit.ToString());
+            Assert.Null(exit.Shutdown);
+            Assert.Equal(ShutdownReason.Crash, exit.Reason);
+            await agent.DestroyAsync();
+            Assert.False(Directory.Exists($"/proc/{agentPid}"));
+            foreach (var dir in agent.Cgroup.Directories) Assert.False(Directory.Exists(dir));
+            AssertNothingLeft(names, layout);
+        }
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
     }
 
     [SkippableFact]
@@ -99,16 +113,23 @@ public class GuestLifecycleTests
     {
         Needs();
         var names = GuestHarness.Names("term");
-        var spawner = GuestHarness.Spawner(names);
-        // An interactive shell ignores SIGTERM: the agent must fall back to SIGKILL after the timeout.
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "stubborn", ["/bin/sh", "-i"], stopTimeoutMs: 200);
-        using var _ = console;
-        Assert.True(agent.Terminate());
-        var exit = await agent.Exited.WaitAsync(Limit);
-        Assert.Equal(0, exit.ExitCode);
-        Assert.Equal(new AgentMessage(AgentMessageKind.Shutdown, 9, ShutdownReason.Poweroff, Signaled: true), exit.Shutdown);
-        await agent.DestroyAsync();
-        AssertNothingLeft(names, CgroupLayout.Detect());
+        try
+        {
+            var spawner = GuestHarness.Spawner(names);
+            // An interactive shell ignores SIGTERM: the agent must fall back to SIGKILL after the timeout.
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "stubborn", ["/bin/sh", "-i"], stopTimeoutMs: 200);
+            using var _ = console;
+            Assert.True(agent.Terminate());
+            var exit = await agent.Exited.WaitAsync(Limit);
+            Assert.Equal(0, exit.ExitCode);
+            Assert.Equal(new AgentMessage(AgentMessageKind.Shutdown, 9, ShutdownReason.Poweroff, Signaled: true), exit.Shutdown);
+            await agent.DestroyAsync();
+            AssertNothingLeft(names, CgroupLayout.Detect());
+        }
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
     }
 
     [SkippableFact]
@@ -116,27 +137,34 @@ public class GuestLifecycleTests
     {
         Needs();
         var names = GuestHarness.Names("mem");
-        var layout = CgroupLayout.Detect();
-        Skip.If(layout.Memory is null, "no memory controller");
-        var spawner = GuestHarness.Spawner(names);
-        const long limit = 96L * 1024 * 1024;
-        // dd with a 300 MB block fills a 300 MB buffer: the cgroup's OOM killer must stop it.
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "small",
-            ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null; echo status=$?"],
-            limits: new CgroupLimits(limit, 1));
-        using var _ = console;
-        await using var __ = agent;
-        var memDir = agent.Cgroup.Directories.First(d => d.StartsWith(layout.Memory!.Value.Root + "/", StringComparison.Ordinal));
-        var file = layout.Memory!.Value.V2 ? "memory.max" : "memory.limit_in_bytes";
-        Assert.Equal(limit, long.Parse(File.ReadAllText(Path.Combine(memDir, file)).Trim()));
-        if (layout.Cpu is { } cpu)
+        try
         {
-            var cpuDir = agent.Cgroup.Directories.First(d => d.StartsWith(cpu.Root + "/", StringComparison.Ordinal));
-            var quota = cpu.V2 ? File.ReadAllText(Path.Combine(cpuDir, "cpu.max")).Split(' ')[0] : File.ReadAllText(Path.Combine(cpuDir, "cpu.cfs_quota_us"));
-            Assert.Equal("100000", quota.Trim());
+            var layout = CgroupLayout.Detect();
+            Skip.If(layout.Memory is null, "no memory controller");
+            var spawner = GuestHarness.Spawner(names);
+            const long limit = 96L * 1024 * 1024;
+            // dd with a 300 MB block fills a 300 MB buffer: the cgroup's OOM killer must stop it.
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "small",
+                ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null; echo status=$?"],
+                limits: new CgroupLimits(limit, 1));
+            using var _ = console;
+            await using var __ = agent;
+            var memDir = agent.Cgroup.Directories.First(d => d.StartsWith(layout.Memory!.Value.Root + "/", StringComparison.Ordinal));
+            var file = layout.Memory!.Value.V2 ? "memory.max" : "memory.limit_in_bytes";
+            Assert.Equal(limit, long.Parse(File.ReadAllText(Path.Combine(memDir, file)).Trim()));
+            if (layout.Cpu is { } cpu)
+            {
+                var cpuDir = agent.Cgroup.Directories.First(d => d.StartsWith(cpu.Root + "/", StringComparison.Ordinal));
+                var quota = cpu.V2 ? File.ReadAllText(Path.Combine(cpuDir, "cpu.max")).Split(' ')[0] : File.ReadAllText(Path.Combine(cpuDir, "cpu.cfs_quota_us"));
+                Assert.Equal("100000", quota.Trim());
+            }
+            var output = await GuestHarness.ReadToEndAsync(console, Limit);
+            Assert.Contains("status=137", output);
         }
-        var output = await GuestHarness.ReadToEndAsync(console, Limit);
-        Assert.Contains("status=137", output);
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
     }
 
     public static TheoryData<FreezerKind> Freezers() => [FreezerKind.V1, FreezerKind.V2];
@@ -151,36 +179,43 @@ public class GuestLifecycleTests
         Skip.If(kind == FreezerKind.V2 && detected.UnifiedRoot is null, "no cgroup v2 tree on this host");
         var layout = detected with { Freezer = kind };
         var names = GuestHarness.Names("fz" + (int)kind);
-        var spawner = new AgentSpawner(layout, names);
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "counter",
-            ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; done"]);
-        using var _ = console;
-        await using var __ = agent;
-        // The guest's /tmp is its own tmpfs: read it through the agent's root.
-        var counter = $"/proc/{agent.AgentPid}/root/tmp/count";
-        await WaitUntil(() => ReadCount(counter) > 10);
-
-        agent.Cgroup.Freeze();
-        Assert.True(agent.Cgroup.IsFrozen);
-        var state = kind == FreezerKind.V1
-            ? File.ReadAllText(Path.Combine(agent.Cgroup.Directories.First(d => File.Exists(Path.Combine(d, "freezer.state"))), "freezer.state")).Trim()
-            : File.ReadAllLines(Path.Combine(agent.Cgroup.Directories.First(d => File.Exists(Path.Combine(d, "cgroup.freeze"))), "cgroup.events")).First(l => l.StartsWith("frozen", StringComparison.Ordinal));
-        Assert.Equal(kind == FreezerKind.V1 ? "FROZEN" : "frozen 1", state);
-        var frozenAt = ReadCount(counter);
-        // Every process of the domain is stopped in the freezer (not merely slow).
-        foreach (var pid in agent.Cgroup.Processes())
+        try
         {
-            var status = File.ReadAllText($"/proc/{pid}/stat");
-            Assert.Contains(status[(status.LastIndexOf(')') + 2)..][0], "SDt");
-        }
-        Assert.Equal(frozenAt, ReadCount(counter));
+            var spawner = new AgentSpawner(layout, names);
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "counter",
+                ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; done"]);
+            using var _ = console;
+            await using var __ = agent;
+            // The guest's /tmp is its own tmpfs: read it through the agent's root.
+            var counter = $"/proc/{agent.AgentPid}/root/tmp/count";
+            await WaitUntil(() => ReadCount(counter) > 10);
 
-        agent.Cgroup.Thaw();
-        Assert.False(agent.Cgroup.IsFrozen);
-        await WaitUntil(() => ReadCount(counter) > frozenAt);
-        var exit = await agent.DestroyAsync();
-        Assert.Equal(ShutdownReason.Crash, exit.Reason);
-        AssertNothingLeft(names, layout);
+            agent.Cgroup.Freeze();
+            Assert.True(agent.Cgroup.IsFrozen);
+            var state = kind == FreezerKind.V1
+                ? File.ReadAllText(Path.Combine(agent.Cgroup.Directories.First(d => File.Exists(Path.Combine(d, "freezer.state"))), "freezer.state")).Trim()
+                : File.ReadAllLines(Path.Combine(agent.Cgroup.Directories.First(d => File.Exists(Path.Combine(d, "cgroup.freeze"))), "cgroup.events")).First(l => l.StartsWith("frozen", StringComparison.Ordinal));
+            Assert.Equal(kind == FreezerKind.V1 ? "FROZEN" : "frozen 1", state);
+            var frozenAt = ReadCount(counter);
+            // Every process of the domain is stopped in the freezer (not merely slow).
+            foreach (var pid in agent.Cgroup.Processes())
+            {
+                var status = File.ReadAllText($"/proc/{pid}/stat");
+                Assert.Contains(status[(status.LastIndexOf(')') + 2)..][0], "SDt");
+            }
+            Assert.Equal(frozenAt, ReadCount(counter));
+
+            agent.Cgroup.Thaw();
+            Assert.False(agent.Cgroup.IsFrozen);
+            await WaitUntil(() => ReadCount(counter) > frozenAt);
+            var exit = await agent.DestroyAsync();
+            Assert.Equal(ShutdownReason.Crash, exit.Reason);
+            AssertNothingLeft(names, layout);
+        }
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
     }
 
     [SkippableFact]
@@ -188,34 +223,41 @@ public class GuestLifecycleTests
     {
         Needs();
         var names = GuestHarness.Names("many");
-        var layout = CgroupLayout.Detect();
-        var spawner = GuestHarness.Spawner(names);
-        var guests = new List<(GuestAgent Agent, System.Net.Sockets.Socket Console)>();
         try
         {
-            for (var i = 0; i < 20; i++)
-                guests.Add(await GuestHarness.StartAsync(spawner, $"g{i}", ["/bin/sh", "-c", "exec sleep 1000"], stopTimeoutMs: 100));
-            Assert.Equal(20, NetnsNames.List(names.Prefix).Count);
-            Assert.Equal(20, DomainCgroup.FindLeftovers(layout, names).Count / layout.HierarchyCount);
-            var pids = guests.Select(g => g.Agent.AgentPid).ToList();
-            foreach (var (agent, _) in guests) agent.Terminate();
-            foreach (var (agent, _) in guests)
+            var layout = CgroupLayout.Detect();
+            var spawner = GuestHarness.Spawner(names);
+            var guests = new List<(GuestAgent Agent, System.Net.Sockets.Socket Console)>();
+            try
             {
-                var exit = await agent.Exited.WaitAsync(Limit);
-                Assert.Equal(ShutdownReason.Poweroff, exit.Reason);
+                for (var i = 0; i < 20; i++)
+                    guests.Add(await GuestHarness.StartAsync(spawner, $"g{i}", ["/bin/sh", "-c", "exec sleep 1000"], stopTimeoutMs: 100));
+                Assert.Equal(20, NetnsNames.List(names.Prefix).Count);
+                Assert.Equal(20, DomainCgroup.FindLeftovers(layout, names).Count / layout.HierarchyCount);
+                var pids = guests.Select(g => g.Agent.AgentPid).ToList();
+                foreach (var (agent, _) in guests) agent.Terminate();
+                foreach (var (agent, _) in guests)
+                {
+                    var exit = await agent.Exited.WaitAsync(Limit);
+                    Assert.Equal(ShutdownReason.Poweroff, exit.Reason);
+                }
+                foreach (var (agent, _) in guests) await agent.DestroyAsync();
+                foreach (var pid in pids) Assert.False(Directory.Exists($"/proc/{pid}"));
             }
-            foreach (var (agent, _) in guests) await agent.DestroyAsync();
-            foreach (var pid in pids) Assert.False(Directory.Exists($"/proc/{pid}"));
+            finally
+            {
+                foreach (var (agent, console) in guests)
+                {
+                    await agent.DestroyAsync();
+                    console.Dispose();
+                }
+            }
+            AssertNothingLeft(names, layout);
         }
         finally
         {
-            foreach (var (agent, console) in guests)
-            {
-                await agent.DestroyAsync();
-                console.Dispose();
-            }
+            GuestHarness.RemoveInstance(names);
         }
-        AssertNothingLeft(names, layout);
     }
 
     [SkippableFact]
@@ -224,23 +266,30 @@ public class GuestLifecycleTests
         Needs();
         Requires.Tool("setpriv");
         var names = GuestHarness.Names("uns");
-        var spawner = GuestHarness.Spawner(names);
-        var (agent, console) = await GuestHarness.StartAsync(spawner, "jail",
-            ["/bin/sh", "-c", "id -u; hostname; cat /proc/self/uid_map; echo x > /etc/xenio-userns-probe 2>/dev/null; echo write=$?"], userns: true);
-        using var _ = console;
-        await using var __ = agent;
-        var output = await GuestHarness.ReadToEndAsync(console, Limit);
-        var lines = output.Split('\n');
-        Assert.Equal("0", lines[0]);
-        Assert.Equal("jail", lines[1]);
-        var map = lines[2].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal("0", map[0]);
-        Assert.NotEqual("0", map[1]);
-        Assert.Contains("write=", output);
-        Assert.DoesNotContain("write=0", output);
-        Assert.False(File.Exists("/etc/xenio-userns-probe"));
-        var exit = await agent.Exited.WaitAsync(Limit);
-        Assert.Equal(ShutdownReason.Poweroff, exit.Reason);
+        try
+        {
+            var spawner = GuestHarness.Spawner(names);
+            var (agent, console) = await GuestHarness.StartAsync(spawner, "jail",
+                ["/bin/sh", "-c", "id -u; hostname; cat /proc/self/uid_map; echo x > /etc/xenio-userns-probe 2>/dev/null; echo write=$?"], userns: true);
+            using var _ = console;
+            await using var __ = agent;
+            var output = await GuestHarness.ReadToEndAsync(console, Limit);
+            var lines = output.Split('\n');
+            Assert.Equal("0", lines[0]);
+            Assert.Equal("jail", lines[1]);
+            var map = lines[2].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal("0", map[0]);
+            Assert.NotEqual("0", map[1]);
+            Assert.Contains("write=", output);
+            Assert.DoesNotContain("write=0", output);
+            Assert.False(File.Exists("/etc/xenio-userns-probe"));
+            var exit = await agent.Exited.WaitAsync(Limit);
+            Assert.Equal(ShutdownReason.Poweroff, exit.Reason);
+        }
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
     }
 
     private static long ReadCount(string path)

@@ -43,6 +43,7 @@ public class GuestNamespaceTests
         }
         finally
         {
+            GuestHarness.RemoveInstance(names);
             Directory.Delete(hidden, true);
         }
     }
