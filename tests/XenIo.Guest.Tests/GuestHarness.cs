@@ -14,16 +14,8 @@ internal static class GuestHarness
 
     public static AgentSpawner Spawner(KernelNames names) => new(CgroupLayout.Detect(), names);
 
-    public static IReadOnlyList<string> AgentCommand
-    {
-        get
-        {
-            var dir = AppContext.BaseDirectory;
-            var apphost = Path.Combine(dir, "xenio-guest");
-            if (File.Exists(apphost)) return [apphost];
-            return [Requires.Which("dotnet") ?? "/usr/bin/dotnet", Path.Combine(dir, "xenio-guest.dll")];
-        }
-    }
+    /// <summary>The JIT build of the agent copied next to the tests (its apphost), found as hyperd finds it.</summary>
+    public static IReadOnlyList<string> AgentCommand => AgentSpawner.DefaultAgentCommand();
 
     /// <summary>A connected pair of stream sockets: the test keeps one end, the agent inherits the other.</summary>
     public static (Socket Ours, Socket Theirs) ConsolePair()

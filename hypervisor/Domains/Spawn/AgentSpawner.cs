@@ -33,6 +33,23 @@ public sealed class AgentSpawner(CgroupLayout layout, KernelNames names, ILogger
 
     public KernelNames Names => names;
 
+    /// <summary>
+    /// How to run the agent when the caller does not say: <c>XENIO_GUEST_AGENT</c> if set, else a
+    /// <c>xenio-guest</c> executable (NativeAOT or apphost) next to the running program, else
+    /// <c>dotnet xenio-guest.dll</c> from there.
+    /// </summary>
+    public static IReadOnlyList<string> DefaultAgentCommand()
+    {
+        if (Environment.GetEnvironmentVariable("XENIO_GUEST_AGENT") is { Length: > 0 } configured) return [configured];
+        var dir = AppContext.BaseDirectory;
+        var exe = Path.Combine(dir, "xenio-guest");
+        if (File.Exists(exe)) return [exe];
+        var dll = Path.Combine(dir, "xenio-guest.dll");
+        if (File.Exists(dll) && Environment.ProcessPath is { } host && Path.GetFileNameWithoutExtension(host) == "dotnet")
+            return [host, dll];
+        throw new FileNotFoundException($"no guest agent (xenio-guest) next to {dir}; set XENIO_GUEST_AGENT");
+    }
+
     public async Task<GuestAgent> StartAsync(AgentSpawnRequest request, CancellationToken cancellationToken = default)
     {
         var config = request.Config with
