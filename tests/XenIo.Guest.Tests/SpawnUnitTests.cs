@@ -158,7 +158,7 @@ public class SpawnCommandTests
             using (var extra = new FileStream(extraPath, FileMode.Open, FileAccess.Read))
             {
                 var spawn = new SpawnCommand("/bin/sh",
-                    ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; readlink /proc/$$/fd/5; grep -E '^Sig(Ign|Blk)' /proc/$$/status; echo $FOO; pwd"],
+                    ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; readlink /proc/$$/fd/5; echo $FOO; pwd"],
                     ["FOO=bar"]) { WorkingDirectory = "/" };
                 spawn.Open(0, "/dev/null", 0).Inherit(output.SafeFileHandle, 1).Inherit(output.SafeFileHandle, 2).Inherit(extra.SafeFileHandle, 5);
                 pid = spawn.Start();
@@ -169,12 +169,22 @@ public class SpawnCommandTests
             // ls inherits the shell's 0 2 5, has the pipe as 1 and the directory it lists as 3.
             Assert.Equal("0 1 2 3 5", lines[0].Trim());
             Assert.Equal(extraPath, lines[1]);
+            Assert.Equal("bar", lines[^2]);
+            Assert.Equal("/", lines[^1]);
+
+            // The signal state as the spawned program itself got it (a shell blocks signals around its forks).
+            using (var output = new FileStream(outPath, FileMode.Create, FileAccess.Write))
+            {
+                var grep = new SpawnCommand("/bin/grep", ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], [])
+                    .Inherit(output.SafeFileHandle, 1);
+                pid = grep.Start();
+            }
+            Assert.Equal(pid, waitpid(pid, out status, 0));
+            lines = File.ReadAllLines(outPath);
             Assert.Equal("SigBlk:\t0000000000000000", lines.First(l => l.StartsWith("SigBlk", StringComparison.Ordinal)));
             // SIGPIPE (ignored by the runtime) is back to default.
             var ign = Convert.ToUInt64(lines.First(l => l.StartsWith("SigIgn", StringComparison.Ordinal))[8..], 16);
             Assert.Equal(0UL, ign & (1UL << 12));
-            Assert.Equal("bar", lines[^2]);
-            Assert.Equal("/", lines[^1]);
         }
         finally
         {
