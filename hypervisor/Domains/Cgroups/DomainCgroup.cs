@@ -151,6 +151,18 @@ public sealed class DomainCgroup
     private void SetFrozen(bool frozen)
     {
         var dir = FreezerDir();
+        if (_layout.Freezer == FreezerKind.V1 && frozen)
+        {
+            // The v1 freezer can stay in FREEZING while tasks fork or sit in vfork waits (a shell loop
+            // spawning commands does); as runc does, write FROZEN again, and thaw in between now and then.
+            for (var attempt = 0; attempt < 200; attempt++)
+            {
+                Write(dir, "freezer.state", "FROZEN");
+                if (WaitUntil(() => IsFrozen, TimeSpan.FromMilliseconds(50))) return;
+                if (attempt % 10 == 9) Write(dir, "freezer.state", "THAWED");
+            }
+            throw new IOException($"cgroup {dir} did not freeze");
+        }
         if (_layout.Freezer == FreezerKind.V1) Write(dir, "freezer.state", frozen ? "FROZEN" : "THAWED");
         else Write(dir, "cgroup.freeze", frozen ? "1" : "0");
         // Freezing completes asynchronously (v1 passes through FREEZING; v2 reports in cgroup.events).
