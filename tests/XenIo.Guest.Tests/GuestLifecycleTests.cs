@@ -308,3 +308,52 @@ public class GuestLifecycleTests
         }
     }
 }
+
+[Collection("guests")]
+public class DomainLeftoverTests
+{
+    [SkippableFact]
+    public async Task CleanupAfterACrashedHyperdRemovesAgentsCgroupsAndNames()
+    {
+        Requires.Root();
+        Requires.Tool("unshare");
+        var names = GuestHarness.Names("left");
+        var layout = CgroupLayout.Detect();
+        try
+        {
+            var spawner = GuestHarness.Spawner(names);
+            var (a, ca) = await GuestHarness.StartAsync(spawner, "a", ["/bin/sleep", "600"]);
+            var (b, cb) = await GuestHarness.StartAsync(spawner, "b", ["/bin/sh", "-c", "sleep 600 & exec sleep 600"]);
+            using var _ = ca;
+            using var __ = cb;
+            var pids = new[] { a.AgentPid, b.AgentPid, a.LauncherPid, b.LauncherPid };
+            // A second domain of a running name is refused, not merged into its cgroup.
+            await Assert.ThrowsAsync<InvalidOperationException>(() => GuestHarness.StartAsync(spawner, "a", ["/bin/true"]));
+
+            // As if hyperd had died: nothing is torn down by the spawner; cleanup finds it all.
+            Assert.Equal(["a", "b"], DomainLeftovers.Find(layout, names).Order());
+            Assert.Equal(["a", "b"], DomainLeftovers.Remove(layout, names).Order());
+            await Task.WhenAll(a.Exited, b.Exited).WaitAsync(TimeSpan.FromSeconds(60));
+            // Dead: gone, or a zombie of the host's init when the cgroup kill took launcher and agent at
+            // once (this machine's PID 1 does not reap; a real init does).
+            foreach (var pid in pids) Assert.True(IsDead(pid), $"pid {pid} survived cleanup");
+            Assert.Empty(DomainLeftovers.Find(layout, names));
+            Assert.Empty(NetnsNames.List(names.Prefix));
+            Assert.Equal(ShutdownReason.Crash, (await a.Exited).Reason);
+        }
+        finally
+        {
+            GuestHarness.RemoveInstance(names);
+        }
+    }
+
+    private static bool IsDead(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] == 'Z';
+        }
+        catch (IOException) { return true; }
+    }
+}

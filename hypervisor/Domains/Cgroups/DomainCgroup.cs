@@ -23,8 +23,8 @@ public sealed class DomainCgroup
     public IReadOnlyList<string> Directories => _dirs.ConvertAll(d => d.Dir);
 
     /// <summary>
-    /// Creates the cgroup and applies <paramref name="limits"/>. A leftover empty group of the same name
-    /// (from a crashed instance) is reused; one that still has processes is refused.
+    /// Creates the cgroup and applies <paramref name="limits"/>. An existing group of the same name is
+    /// refused: it belongs to a running domain or to a crashed instance that needs cleaning up.
     /// </summary>
     public static DomainCgroup Create(CgroupLayout layout, KernelNames names, string domainName, CgroupLimits limits)
     {
@@ -38,8 +38,8 @@ public sealed class DomainCgroup
                 Directory.CreateDirectory(parent);
                 if (v2) EnableV2Controllers(layout, root, parent);
                 var dir = Path.Combine(parent, names.Cgroup(domainName));
-                if (Directory.Exists(dir) && ReadPids(dir).Count > 0)
-                    throw new InvalidOperationException($"cgroup {dir} exists and still has processes: run `xenio cleanup`");
+                if (Directory.Exists(dir))
+                    throw new InvalidOperationException($"cgroup {dir} already exists (a domain of that name, or left by a crash: `xenio cleanup`)");
                 Directory.CreateDirectory(dir);
                 dirs.Add((dir, v2));
             }
