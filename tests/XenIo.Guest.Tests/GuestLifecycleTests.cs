@@ -266,11 +266,15 @@ public class GuestLifecycleTests
         Needs();
         Requires.Tool("setpriv");
         var names = GuestHarness.Names("uns");
+        var hidden = $"/var/tmp/xenio-test-hidden-uns-{Environment.ProcessId}";
+        Directory.CreateDirectory(hidden);
+        File.WriteAllText(Path.Combine(hidden, "secret"), "host only");
         try
         {
             var spawner = GuestHarness.Spawner(names);
             var (agent, console) = await GuestHarness.StartAsync(spawner, "jail",
-                ["/bin/sh", "-c", "id -u; hostname; cat /proc/self/uid_map; echo x > /etc/xenio-userns-probe 2>/dev/null; echo write=$?"], userns: true);
+                ["/bin/sh", "-c", $"id -u; hostname; cat /proc/self/uid_map; echo x > /etc/xenio-userns-probe 2>/dev/null; echo write=$?; ls -A {hidden}; echo end"],
+                hidden: [hidden], userns: true);
             using var _ = console;
             await using var __ = agent;
             var output = await GuestHarness.ReadToEndAsync(console, Limit);
@@ -283,12 +287,15 @@ public class GuestLifecycleTests
             Assert.Contains("write=", output);
             Assert.DoesNotContain("write=0", output);
             Assert.False(File.Exists("/etc/xenio-userns-probe"));
+            Assert.DoesNotContain("secret", output);
+            Assert.Contains("\nend\n", output);
             var exit = await agent.Exited.WaitAsync(Limit);
             Assert.Equal(ShutdownReason.Poweroff, exit.Reason);
         }
         finally
         {
             GuestHarness.RemoveInstance(names);
+            Directory.Delete(hidden, true);
         }
     }
 

@@ -71,7 +71,8 @@ public sealed class AgentSpawner(CgroupLayout layout, KernelNames names, ILogger
             (configRead, configWrite) = Pipe();
             (notifyRead, notifyWrite) = Pipe();
 
-            var spawn = new SpawnCommand(Argv(request)[0], Argv(request), AgentEnvironment())
+            var argv = Argv(request);
+            var spawn = new SpawnCommand(argv[0], argv, AgentEnvironment())
                 { WorkingDirectory = "/" };
             spawn.Open(0, "/dev/null", O_RDONLY);
             if (request.Log is { } logHandle) spawn.Inherit(logHandle, 1).Inherit(logHandle, 2);

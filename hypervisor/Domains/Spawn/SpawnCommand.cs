@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
-using XenIo.Hypervisor.Interop;
 using static XenIo.Hypervisor.Interop.Libc.Proc;
 
 namespace XenIo.Hypervisor.Domains.Spawn;
@@ -153,13 +151,6 @@ public sealed class SpawnCommand
 
     /// <summary>The environment a program started on behalf of a domain gets by default.</summary>
     public static string DefaultPath => "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-    internal static string Describe(IEnumerable<string> argv)
-    {
-        var sb = new StringBuilder();
-        foreach (var a in argv) { if (sb.Length > 0) sb.Append(' '); sb.Append(a); }
-        return sb.ToString();
-    }
 }
 
 /// <summary>A program could not be started; <see cref="Errno"/> says why.</summary>
