@@ -158,12 +158,4 @@ internal static unsafe partial class Libc
         [FieldOffset(20)] public uint Uid;
         [FieldOffset(24)] public int Status;
     }
-
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
 }
