@@ -1,0 +1,32 @@
+using System.Threading.Channels;
+
+namespace XenIo.Console;
+
+/// <summary>
+/// An auto-reset signal that can be awaited without allocating: Set latches one pending wake-up
+/// (more Sets before the wait coalesce), WaitAsync consumes it. A one-slot channel that drops extra
+/// writes is exactly that, with ValueTask waits.
+/// </summary>
+public sealed class AsyncLatch
+{
+    private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+        SingleReader = false,
+        SingleWriter = false,
+    });
+
+    public void Set() => _channel.Writer.TryWrite(true);
+
+    /// <summary>Returns false once the latch is closed.</summary>
+    public async ValueTask<bool> WaitAsync(CancellationToken cancellationToken)
+    {
+        if (_channel.Reader.TryRead(out _)) return true;
+        if (!await _channel.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false)) return false;
+        _channel.Reader.TryRead(out _);
+        return true;
+    }
+
+    /// <summary>Makes every current and future wait return false.</summary>
+    public void Close() => _channel.Writer.TryComplete();
+}
