@@ -83,17 +83,14 @@ public sealed class ConsoleTokens
         var temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(Path)}.{Environment.ProcessId}.tmp");
         var text = new StringBuilder();
         foreach (var (name, token) in _tokens) text.Append(name).Append(' ').Append(token).Append('\n');
-        using (var file = new FileStream(temp, new FileStreamOptions
-        {
-            Mode = FileMode.Create,
-            Access = FileAccess.Write,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        }))
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var file = new FileStream(temp, options))
         {
             file.Write(Encoding.UTF8.GetBytes(text.ToString()));
         }
         // An existing temp file keeps its old mode under FileMode.Create; force it.
-        File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         File.Move(temp, Path, overwrite: true);
     }
 }

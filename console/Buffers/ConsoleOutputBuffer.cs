@@ -43,7 +43,7 @@ public sealed class ConsoleOutputBuffer
         lock (_gate)
         {
             int pending = _tail - _head;
-            if (bytes.Length >= Limit)
+            if (bytes.Length > Limit)
             {
                 Discarded += pending + bytes.Length - Limit;
                 EnsureCapacity(Limit);

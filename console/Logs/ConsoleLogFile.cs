@@ -145,14 +145,15 @@ public sealed class ConsoleLogFile : IDisposable
     {
         try
         {
-            _file = new FileStream(Path, new FileStreamOptions
+            var options = new FileStreamOptions
             {
                 Mode = FileMode.Append,
                 Access = FileAccess.Write,
                 Share = FileShare.Read | FileShare.Delete,
-                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead,
                 BufferSize = 0,
-            });
+            };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
+            _file = new FileStream(Path, options);
             _size = _file.Length;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
