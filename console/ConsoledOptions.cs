@@ -27,8 +27,11 @@ public sealed class ConsoledOptions
     /// <summary>Group whose members attach without a token on loopback; null: root only.</summary>
     public string? AdministratorGroup { get; set; } = Access.AdministratorCheck.DefaultGroup;
 
+    /// <summary>Ask everybody for a token, administrators on loopback included.</summary>
+    public bool AlwaysRequireTokens { get; set; }
+
     /// <summary>Tokens are required from everyone when the multiplexer listens beyond loopback.</summary>
-    public bool RequireTokens => !IPAddress.IsLoopback(Multiplexer.ListenAddress);
+    public bool RequireTokens => AlwaysRequireTokens || !IPAddress.IsLoopback(Multiplexer.ListenAddress);
 }
 
 /// <summary>A console to register: its name and how it behaves; the guest end is passed alongside.</summary>

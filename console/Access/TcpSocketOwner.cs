@@ -16,17 +16,21 @@ public static class TcpSocketOwner
     {
         client = Normalize(client);
         server = Normalize(server);
-        var file = client.AddressFamily == AddressFamily.InterNetworkV6 ? "tcp6" : "tcp";
-        try
+        // An IPv4 client may still sit on a dual-stack IPv6 socket (::ffff:127.0.0.1), listed in tcp6.
+        string[] files = client.AddressFamily == AddressFamily.InterNetworkV6 ? ["tcp6"] : ["tcp", "tcp6"];
+        foreach (var file in files)
         {
-            foreach (var line in File.ReadLines(Path.Combine(procNet, file)))
+            try
             {
-                if (TryParseRow(line, out var local, out var remote, out uint uid) && local.Equals(client) && remote.Equals(server))
-                    return uid;
+                foreach (var line in File.ReadLines(Path.Combine(procNet, file)))
+                {
+                    if (TryParseRow(line, out var local, out var remote, out uint uid) && local.Equals(client) && remote.Equals(server))
+                        return uid;
+                }
             }
-        }
-        catch (IOException)
-        {
+            catch (IOException)
+            {
+            }
         }
         return null;
     }

@@ -43,6 +43,9 @@ public sealed class LocalConsoleFrontend : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends an event to the backend, as a guest's <c>EVTCHNOP_send</c>.</summary>
+    public void Kick() => _frontendDoorbell.Notify();
+
     /// <summary>Prints <paramref name="data"/> on the console, waiting while the ring is full.</summary>
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {

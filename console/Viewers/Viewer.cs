@@ -33,6 +33,7 @@ public sealed class Viewer : ITelnetEvents
     private const int EncodeChunk = 16 * 1024;
     private static readonly TimeSpan SysrqWindow = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan SendDrainTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan InputStallTimeout = TimeSpan.FromSeconds(2);
 
     private const string Help =
         "Ctrl-E c then: f force read-write, a read-write if free, s spectate, b break (next key is SysRq), . disconnect, ? help";
@@ -128,6 +129,11 @@ public sealed class Viewer : ITelnetEvents
             catch (OperationCanceledException)
             {
             }
+            // Let the connection hand its last bytes (a refusal, a goodbye) to the kernel before closing.
+            for (int i = 0; i < 100 && _connection.GetCounters().BytesWaitingToBeSent > 0 && !sendCancel.IsCancellationRequested; i++)
+            {
+                await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
+            }
             _connection.Dispose();
         }
     }
@@ -191,8 +197,26 @@ public sealed class Viewer : ITelnetEvents
     private async ValueTask<bool> ProcessAsync(ReadOnlyMemory<byte> piece, CancellationToken cancellationToken)
     {
         int f = Filter(piece.Span, out bool keep);
-        if (f > 0) await _hub.WriteInputAsync(this, _forward.AsMemory(0, f), cancellationToken).ConfigureAwait(false);
+        if (f > 0) await DeliverInputAsync(_forward.AsMemory(0, f), cancellationToken).ConfigureAwait(false);
         return keep;
+    }
+
+    /// <summary>
+    /// Waits for the guest to take the input, but not forever: a guest that stops reading its console
+    /// must not pin this connection (we would never see the client leave).
+    /// </summary>
+    private async ValueTask DeliverInputAsync(ReadOnlyMemory<byte> input, CancellationToken cancellationToken)
+    {
+        using var stall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stall.CancelAfter(InputStallTimeout);
+        try
+        {
+            await _hub.WriteInputAsync(this, input, stall.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            QueueNotice("the guest is not reading its console; input dropped");
+        }
     }
 
     /// <summary>
@@ -391,7 +415,7 @@ public sealed class Viewer : ITelnetEvents
             bool open = true;
             while (open)
             {
-                open = await _queue.WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (_queue.Count == 0) open = await _queue.WaitAsync(cancellationToken).ConfigureAwait(false);
                 // Bounded per flush: the flush is where a slow client pushes back, on this viewer alone.
                 int total = 0;
                 while (total < 64 * 1024)
