@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace XenIo.Console;
+namespace XenIo.Consoled;
 
 /// <summary>
 /// An auto-reset signal that can be awaited without allocating: Set latches one pending wake-up

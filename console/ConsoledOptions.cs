@@ -1,9 +1,9 @@
 using System.Net;
-using XenIo.Console.Logs;
-using XenIo.Console.Rings;
-using XenIo.Console.Viewers;
+using XenIo.Consoled.Logs;
+using XenIo.Consoled.Rings;
+using XenIo.Consoled.Viewers;
 
-namespace XenIo.Console;
+namespace XenIo.Consoled;
 
 /// <summary>Everything consoled can be told (configuration section <c>Consoled</c>).</summary>
 public sealed class ConsoledOptions

@@ -1,13 +1,13 @@
 using System.Net;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using XenIo.Console.Access;
-using XenIo.Console.External;
-using XenIo.Console.Logs;
-using XenIo.Console.Rings;
-using XenIo.Console.Viewers;
+using XenIo.Consoled.Access;
+using XenIo.Consoled.External;
+using XenIo.Consoled.Logs;
+using XenIo.Consoled.Rings;
+using XenIo.Consoled.Viewers;
 
-namespace XenIo.Console;
+namespace XenIo.Consoled;
 
 /// <summary>
 /// The console daemon: consoles are registered through this API (a Xen console ring with its page and
@@ -32,11 +32,11 @@ public sealed class ConsoledService : BackgroundService
     {
         _options = options;
         _loggers = loggers;
-        _logger = loggers.CreateLogger("XenIo.Console.Consoled");
+        _logger = loggers.CreateLogger("XenIo.Consoled");
         _tokens = new ConsoleTokens(options.TokenFile);
         var access = new ConsoleAccess(_tokens, new AdministratorCheck(options.AdministratorGroup), options.RequireTokens,
             options.Multiplexer.AuthTimeout);
-        _multiplexer = new ConsoleMultiplexer(options.Multiplexer, access, loggers.CreateLogger("XenIo.Console.Multiplexer"));
+        _multiplexer = new ConsoleMultiplexer(options.Multiplexer, access, loggers.CreateLogger("XenIo.Consoled.Multiplexer"));
     }
 
     public ConsoleMultiplexer Multiplexer => _multiplexer;

@@ -1,4 +1,4 @@
-namespace XenIo.Console;
+namespace XenIo.Consoled;
 
 /// <summary>Where a console source delivers what the guest printed.</summary>
 public interface IConsoleOutput

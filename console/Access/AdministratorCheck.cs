@@ -1,6 +1,6 @@
-using XenIo.Console.Interop;
+using XenIo.Consoled.Interop;
 
-namespace XenIo.Console.Access;
+namespace XenIo.Consoled.Access;
 
 /// <summary>
 /// Who may attach to a console without a token: root, and members of the administrators' group

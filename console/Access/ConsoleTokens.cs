@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace XenIo.Console.Access;
+namespace XenIo.Consoled.Access;
 
 /// <summary>
 /// One random token per console (128 bits, hex), the password of a console for anyone who is not an

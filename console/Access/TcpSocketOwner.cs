@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
-namespace XenIo.Console.Access;
+namespace XenIo.Consoled.Access;
 
 /// <summary>
 /// Finds which local user owns the client end of a loopback TCP connection, from the kernel's socket

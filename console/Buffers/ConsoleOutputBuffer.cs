@@ -1,4 +1,4 @@
-namespace XenIo.Console.Buffers;
+namespace XenIo.Consoled.Buffers;
 
 /// <summary>
 /// Guest output read from the ring and not yet handed to the log and the viewers, capped at the

@@ -1,4 +1,4 @@
-namespace XenIo.Console.Buffers;
+namespace XenIo.Consoled.Buffers;
 
 /// <summary>
 /// The last <see cref="Capacity"/> bytes a guest printed, replayed to each viewer on attach (conserver's

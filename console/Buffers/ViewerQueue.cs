@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace XenIo.Console.Buffers;
+namespace XenIo.Consoled.Buffers;
 
 /// <summary>
 /// What is waiting to be sent to one viewer, bounded so that a viewer that stops reading costs a fixed

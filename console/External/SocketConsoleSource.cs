@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
-namespace XenIo.Console.External;
+namespace XenIo.Consoled.External;
 
 /// <summary>
 /// An external VM's serial console served by the VM itself, e.g. QEMU

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace XenIo.Console.Interop;
+namespace XenIo.Consoled.Interop;
 
 /// <summary>The C library calls consoled needs to decide who an administrator is (NSS-aware, unlike parsing /etc/group).</summary>
 internal static unsafe partial class Libc

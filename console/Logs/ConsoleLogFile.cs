@@ -1,7 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 
-namespace XenIo.Console.Logs;
+namespace XenIo.Consoled.Logs;
 
 /// <summary>
 /// One guest's console log, <c>guest-&lt;name&gt;.log</c>: optional per-line timestamps (a line's stamp is

@@ -1,4 +1,4 @@
-namespace XenIo.Console.Logs;
+namespace XenIo.Consoled.Logs;
 
 /// <summary>How guest console logs are written (xenconsoled's <c>--log-dir</c>, <c>--timestamp</c>, <c>--replace-escape</c>).</summary>
 public sealed class ConsoleLogOptions

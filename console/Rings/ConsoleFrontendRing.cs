@@ -1,6 +1,6 @@
 using XenIo.Hypervisor.Abi;
 
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// The guest side of <c>xencons_interface</c>: produces into <c>out</c>, consumes <c>in</c>. The mirror

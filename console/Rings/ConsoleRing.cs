@@ -1,6 +1,6 @@
 using XenIo.Hypervisor.Abi;
 
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>What one pass over a console ring found.</summary>
 public enum ConsoleRingStatus

@@ -1,4 +1,4 @@
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// xenconsoled's guest rate limit: each period a guest may wake us <see cref="EventsPerPeriod"/> times

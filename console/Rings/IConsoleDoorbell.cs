@@ -1,4 +1,4 @@
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// The console's event channel as the backend sees it: <see cref="Notify"/> kicks the guest,

@@ -1,4 +1,4 @@
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// A console whose guest end lives in this process: a console page, an in-process event channel and

@@ -1,4 +1,4 @@
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// One end of an in-process event channel: <see cref="Notify"/> sets the peer's pending bit.

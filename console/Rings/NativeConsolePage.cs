@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>
 /// A zeroed, page-aligned 4 KiB block of native memory holding a <c>xencons_interface</c>, for a

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using XenIo.Hypervisor.Abi;
 
-namespace XenIo.Console.Rings;
+namespace XenIo.Consoled.Rings;
 
 /// <summary>Rate limit settings for guest output (xenconsoled: 30 events per 200 ms).</summary>
 public sealed record RateLimit(long BytesPerPeriod, int EventsPerPeriod, TimeSpan Period)

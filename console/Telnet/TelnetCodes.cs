@@ -1,4 +1,4 @@
-namespace XenIo.Console.Telnet;
+namespace XenIo.Consoled.Telnet;
 
 /// <summary>Telnet commands (RFC 854).</summary>
 public static class TelnetCommand

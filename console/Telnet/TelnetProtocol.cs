@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace XenIo.Console.Telnet;
+namespace XenIo.Consoled.Telnet;
 
 /// <summary>
 /// The server side of one telnet connection (RFC 854, 855, 856, 858, 1073, 1143), as a pure state

@@ -1,6 +1,6 @@
-using XenIo.Console.Access;
+using XenIo.Consoled.Access;
 
-namespace XenIo.Console.Viewers;
+namespace XenIo.Consoled.Viewers;
 
 /// <summary>Who may attach: administrators found by socket owner on loopback, everyone else by token.</summary>
 public sealed class ConsoleAccess

@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Logging;
-using XenIo.Console.Buffers;
-using XenIo.Console.Logs;
+using XenIo.Consoled.Buffers;
+using XenIo.Consoled.Logs;
 
-namespace XenIo.Console.Viewers;
+namespace XenIo.Consoled.Viewers;
 
 /// <summary>
 /// One console's meeting point: guest output flows from the source into the bounded output buffer, and

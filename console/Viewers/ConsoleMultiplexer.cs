@@ -5,7 +5,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
-namespace XenIo.Console.Viewers;
+namespace XenIo.Consoled.Viewers;
 
 /// <summary>Settings of the telnet multiplexer.</summary>
 public sealed class MultiplexerOptions

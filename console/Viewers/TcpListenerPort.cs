@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 
-namespace XenIo.Console.Viewers;
+namespace XenIo.Consoled.Viewers;
 
 /// <summary>
 /// A listening TCP port whose accepted sockets go to a handler. Ports are taken from a base upwards

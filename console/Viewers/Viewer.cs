@@ -5,11 +5,11 @@ using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
-using XenIo.Console.Access;
-using XenIo.Console.Buffers;
-using XenIo.Console.Telnet;
+using XenIo.Consoled.Access;
+using XenIo.Consoled.Buffers;
+using XenIo.Consoled.Telnet;
 
-namespace XenIo.Console.Viewers;
+namespace XenIo.Consoled.Viewers;
 
 /// <summary>How a console port talks: telnet (RFC 854) or raw bytes for <c>socat</c>/<c>nc</c>.</summary>
 public enum ViewerMode

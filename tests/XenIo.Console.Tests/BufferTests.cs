@@ -1,8 +1,8 @@
 using System.Text;
-using XenIo.Console.Buffers;
+using XenIo.Consoled.Buffers;
 using Xunit;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 public sealed class BufferTests
 {

@@ -2,9 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
-using XenIo.Console.Rings;
+using XenIo.Consoled.Rings;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 /// <summary>A started consoled with its own temp log directory; consoles come from in-process guests.</summary>
 public sealed class Harness : IAsyncDisposable

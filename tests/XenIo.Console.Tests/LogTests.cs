@@ -1,10 +1,10 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging.Abstractions;
-using XenIo.Console.Logs;
+using XenIo.Consoled.Logs;
 using Xunit;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 public sealed class LogTests : IDisposable
 {

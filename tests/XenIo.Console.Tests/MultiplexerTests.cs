@@ -1,11 +1,11 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using XenIo.Console.Access;
+using XenIo.Consoled.Access;
 using XenIo.Hypervisor.Abi;
 using Xunit;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 public sealed class MultiplexerTests
 {
@@ -360,7 +360,7 @@ public sealed class MultiplexerTests
         await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
         using var server = await listener.AcceptSocketAsync();
         var uid = TcpSocketOwner.Find((IPEndPoint)server.RemoteEndPoint!, (IPEndPoint)server.LocalEndPoint!);
-        Assert.Equal(Interop.Libc.GetEuid(), uid);
+        Assert.Equal(XenIo.Consoled.Interop.Libc.GetEuid(), uid);
         Assert.True(new AdministratorCheck().IsAdministrator(0));
         Assert.False(new AdministratorCheck(null).IsAdministrator(65534));
         Assert.False(new AdministratorCheck("no-such-group-xenio").IsAdministrator(65534));

@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
-using XenIo.Console.Rings;
+using XenIo.Consoled.Rings;
 using XenIo.Hypervisor.Abi;
 using Xunit;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 public sealed unsafe class RingTests : IDisposable
 {

@@ -1,8 +1,8 @@
 using System.Buffers;
-using XenIo.Console.Telnet;
+using XenIo.Consoled.Telnet;
 using Xunit;
 
-namespace XenIo.Console.Tests;
+namespace XenIo.Consoled.Tests;
 
 public sealed class TelnetTests
 {

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
-using XenIo.Console;
-using XenIo.Console.Rings;
+using XenIo.Consoled;
+using XenIo.Consoled.Rings;
 
 namespace XenIo.Integration.Tests.Consoles;
 

@@ -169,7 +169,7 @@ public sealed class TelnetClientTests
         Requires.Tool("tmux");
         await using var h = new ConsoleHarness();
         var socketPath = Path.Combine(h.LogDirectory, "qemu-serial.sock");
-        var reg = h.Service.RegisterExternal(new XenIo.Console.ConsoleSpec("qemu-vm"), new UnixDomainSocketEndPoint(socketPath));
+        var reg = h.Service.RegisterExternal(new XenIo.Consoled.ConsoleSpec("qemu-vm"), new UnixDomainSocketEndPoint(socketPath));
         using var tmux = new Tmux();
         tmux.Start("q", $"telnet 127.0.0.1 {reg.Ports.TelnetPort}");
         await tmux.WaitForAsync("q", "read-write");
