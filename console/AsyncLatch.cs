@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
 namespace XenIo.Consoled;
@@ -18,7 +19,8 @@ public sealed class AsyncLatch
 
     public void Set() => _channel.Writer.TryWrite(true);
 
-    /// <summary>Returns false once the latch is closed.</summary>
+    /// <summary>Returns false once the latch is closed. Pooled: a wait that suspends allocates nothing.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> WaitAsync(CancellationToken cancellationToken)
     {
         if (_channel.Reader.TryRead(out _)) return true;

@@ -12,7 +12,7 @@ namespace XenIo.Consoled.Logs;
 /// </summary>
 public sealed class ConsoleLogFile : IDisposable
 {
-    private const int TimestampLength = 26; // "[2026-11-23 20:09:17.123] "
+    private const int TimestampLength = 22; // "[2026-11-23 20:09:17] "
     private readonly ConsoleLogOptions _options;
     private readonly ILogger _logger;
     private readonly byte[] _scratch;
@@ -86,7 +86,7 @@ public sealed class ConsoleLogFile : IDisposable
     private static int WriteTimestamp(Span<byte> output)
     {
         var now = DateTime.Now;
-        now.TryFormat(output, out int n, "[yyyy-MM-dd HH:mm:ss.fff] ", CultureInfo.InvariantCulture);
+        now.TryFormat(output, out int n, "[yyyy-MM-dd HH:mm:ss] ", CultureInfo.InvariantCulture);
         return n;
     }
 

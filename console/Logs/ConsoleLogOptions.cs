@@ -6,7 +6,7 @@ public sealed class ConsoleLogOptions
     /// <summary>Directory for <c>guest-&lt;name&gt;.log</c>; null turns logging off.</summary>
     public string? Directory { get; set; }
 
-    /// <summary>Prefix each line with <c>[YYYY-MM-DD HH:MM:SS.mmm] </c> (local time), as xenconsoled's <c>--timestamp=guest</c>.</summary>
+    /// <summary>Prefix each line with <c>[YYYY-MM-DD HH:MM:SS] </c> (local time), xenconsoled's <c>--timestamp=guest</c> format.</summary>
     public bool Timestamps { get; set; }
 
     /// <summary>Write ESC (0x1b) as '.' so that <c>cat</c>ting a log cannot drive the reader's terminal.</summary>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace XenIo.Consoled.Rings;
 
 /// <summary>
@@ -25,6 +27,7 @@ public sealed class LocalDoorbell : IConsoleDoorbell
 
     public void Notify() => _peer!._pending.Set();
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WaitAsync(CancellationToken cancellationToken) =>
         await _pending.WaitAsync(cancellationToken).ConfigureAwait(false);
 }

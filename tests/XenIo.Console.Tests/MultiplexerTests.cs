@@ -365,4 +365,31 @@ public sealed class MultiplexerTests
         Assert.False(new AdministratorCheck(null).IsAdministrator(65534));
         Assert.False(new AdministratorCheck("no-such-group-xenio").IsAdministrator(65534));
     }
+
+    [Fact]
+    public async Task A_flooding_guest_is_throttled_and_nothing_is_lost()
+    {
+        await using var h = new Harness(o => o.RateLimit = new Rings.RateLimit(4096, 0, TimeSpan.FromMilliseconds(20)));
+        var (guest, reg) = h.AddGuest("noisy");
+        await using var viewer = await RawClient.ConnectAsync(reg.Ports.RawPort!.Value);
+        await viewer.WaitForAsync(Attached);
+        var payload = Encoding.ASCII.GetBytes(new string('n', 40 * 1024) + "END");
+        await guest.WriteAsync(payload);
+        await viewer.WaitForAsync("END");
+        Assert.True(((Rings.RingConsoleSource)reg.Hub.Source).Throttles > 0);
+        Assert.Equal(payload.Length, reg.Hub.BytesFromGuest);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", false, false)]
+    [InlineData("::1", false, false)]
+    [InlineData("0.0.0.0", false, true)]
+    [InlineData("198.18.0.1", false, true)]
+    [InlineData("127.0.0.1", true, true)]
+    public void Tokens_are_required_beyond_loopback(string address, bool always, bool required)
+    {
+        var options = new ConsoledOptions { AlwaysRequireTokens = always };
+        options.Multiplexer.ListenAddress = IPAddress.Parse(address);
+        Assert.Equal(required, options.RequireTokens);
+    }
 }
