@@ -36,6 +36,7 @@ public sealed class ConsoleMultiplexer : IAsyncDisposable
     private readonly object _gate = new();
     private readonly Dictionary<string, Entry> _consoles = new(StringComparer.Ordinal);
     private readonly HashSet<Task> _connections = [];
+    private readonly Dictionary<ConsoleHub, int> _perConsole = [];
     private readonly MultiplexerOptions _options;
     private readonly ConsoleAccess _access;
     private readonly ILogger _logger;
@@ -131,7 +132,15 @@ public sealed class ConsoleMultiplexer : IAsyncDisposable
 
     private Task ServeViewerAsync(ConsoleHub hub, Socket socket, ViewerMode mode, CancellationToken cancellationToken)
     {
-        if (hub.ViewerCount >= _options.MaxViewersPerConsole)
+        // Connections still giving their token count too: each holds a viewer's buffers.
+        bool admitted;
+        lock (_gate)
+        {
+            _perConsole.TryGetValue(hub, out int count);
+            admitted = count < _options.MaxViewersPerConsole;
+            if (admitted) _perConsole[hub] = count + 1;
+        }
+        if (!admitted)
         {
             _logger.LogWarning("console {Name}: too many viewers, refusing {Remote}", hub.Name, socket.RemoteEndPoint);
             try
@@ -148,16 +157,21 @@ public sealed class ConsoleMultiplexer : IAsyncDisposable
         var connection = SocketConnection.Create(socket, _pipeOptions, _pipeOptions);
         var viewer = new Viewer(hub, connection, mode, _access, _options.ViewerQueueBytes, _logger);
         var task = viewer.RunAsync(cancellationToken);
-        Track(task);
+        Track(task, hub);
         return task;
     }
 
-    private void Track(Task task)
+    private void Track(Task task, ConsoleHub hub)
     {
         lock (_gate) _connections.Add(task);
         task.ContinueWith(t =>
         {
-            lock (_gate) _connections.Remove(t);
+            lock (_gate)
+            {
+                _connections.Remove(t);
+                if (_perConsole.TryGetValue(hub, out int count) && count > 1) _perConsole[hub] = count - 1;
+                else _perConsole.Remove(hub);
+            }
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 

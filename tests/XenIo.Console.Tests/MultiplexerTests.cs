@@ -392,4 +392,31 @@ public sealed class MultiplexerTests
         options.Multiplexer.ListenAddress = IPAddress.Parse(address);
         Assert.Equal(required, options.RequireTokens);
     }
+
+    [Fact]
+    public async Task Connections_beyond_the_limit_are_refused_even_before_they_authenticate()
+    {
+        await using var h = new Harness(o =>
+        {
+            o.AlwaysRequireTokens = true;
+            o.Multiplexer.MaxViewersPerConsole = 3;
+        });
+        var (_, reg) = h.AddGuest("busy");
+        var pending = new List<RawClient>();
+        for (int i = 0; i < 3; i++)
+        {
+            var c = await RawClient.ConnectAsync(reg.Ports.RawPort!.Value);
+            await c.WaitForAsync("token for console busy");
+            pending.Add(c);
+        }
+        await using (var refused = await RawClient.ConnectAsync(reg.Ports.RawPort!.Value))
+        {
+            await refused.WaitForAsync("too many viewers");
+            await refused.WaitClosedAsync();
+        }
+        foreach (var c in pending) await c.DisposeAsync();
+        for (int i = 0; i < 500 && h.Service.Multiplexer.ConnectionCount > 0; i++) await Task.Delay(10);
+        await using var later = await RawClient.ConnectAsync(reg.Ports.RawPort!.Value);
+        await later.WaitForAsync("token for console busy");
+    }
 }
