@@ -19,6 +19,9 @@ public sealed class AsyncLatch
 
     public void Set() => _channel.Writer.TryWrite(true);
 
+    /// <summary>Consumes a pending wake-up without waiting; false if there was none.</summary>
+    public bool TryConsume() => _channel.Reader.TryRead(out _);
+
     /// <summary>Returns false once the latch is closed. Pooled: a wait that suspends allocates nothing.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> WaitAsync(CancellationToken cancellationToken)

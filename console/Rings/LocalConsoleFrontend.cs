@@ -79,6 +79,7 @@ public sealed class LocalConsoleFrontend : IAsyncDisposable
 
     private static async ValueTask WaitAsync(AsyncLatch latch, CancellationToken cancellationToken)
     {
+        if (latch.TryConsume()) return;
         // The latch may have been consumed by an earlier pass; a short timeout re-checks the ring.
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(20);
