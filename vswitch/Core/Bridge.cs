@@ -32,6 +32,7 @@ public interface IFrameObserver
 public sealed class Bridge
 {
     private const int MaxPorts = 4096;
+    private const int VlanIds = 4096;
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
     private readonly SwitchPort?[] _slots = new SwitchPort?[MaxPorts];
@@ -39,6 +40,11 @@ public sealed class Bridge
     private IFrameObserver[] _observers = [];
     private readonly int[] _destinations = new int[MaxPorts];
     private readonly VlanEgress[] _egress = new VlanEgress[MaxPorts];
+    // Per-slot VLAN decisions precomputed from each port's PortVlan (refreshed under the lock when the
+    // port joins or changes VLANs), so the per-frame path is one array load instead of a mode switch and
+    // a bitmap probe for every ingress classification and every egress candidate.
+    private readonly VlanEgress[]?[] _egressByVlan = new VlanEgress[]?[MaxPorts];
+    private readonly int[] _untaggedVlan = new int[MaxPorts];
     private readonly byte[] _scratch = new byte[EtherTypes.MaxFrameLength + 64];
     private readonly SegmentSink _segmentSink;
 
@@ -85,6 +91,7 @@ public sealed class Bridge
             _slots[index] = port;
             port.Index = index;
             port.Bridge = this;
+            RefreshVlanCache(port);
             Volatile.Write(ref _active, [.. _active, port]);
         }
         port.OnAttached();
@@ -120,8 +127,18 @@ public sealed class Bridge
         // A port that changes VLANs must not keep attracting frames for VLANs it left.
         lock (_gate)
         {
-            if (port.Bridge == this) Fdb.Flush(port.Index);
+            if (port.Bridge != this) return;
+            RefreshVlanCache(port);
+            Fdb.Flush(port.Index);
         }
+    }
+
+    private void RefreshVlanCache(SwitchPort port)
+    {
+        var config = port.Vlan;
+        var table = _egressByVlan[port.Index] ??= new VlanEgress[VlanIds];
+        for (var vid = 0; vid < VlanIds; vid++) table[vid] = config.Egress(vid);
+        _untaggedVlan[port.Index] = config.ClassifyIngress(false, 0);
     }
 
     /// <summary>Ages out the forwarding database; called periodically by the owner.</summary>
@@ -208,7 +225,7 @@ public sealed class Bridge
         counters.RxPacketsField++;
         counters.RxBytesField += length;
 
-        var vlan = ingress.Vlan.ClassifyIngress(tagged, tci & 0x0FFF);
+        var vlan = tagged ? ingress.Vlan.ClassifyIngress(true, tci & 0x0FFF) : _untaggedVlan[ingress.Index];
         var observers = _observers;
         foreach (var o in observers) o.Observe(ingress, CaptureDirection.Ingress, vlan >= 0 ? vlan : tci & 0x0FFF, frame, metadata);
         if (vlan < 0)
@@ -266,7 +283,7 @@ public sealed class Bridge
                 var port = _slots[known];
                 if (port is not null && port.AdminUp)
                 {
-                    var egress = port.Vlan.Egress(vlan);
+                    var egress = _egressByVlan[known]![vlan];
                     if (egress == VlanEgress.Untagged)
                     {
                         // The common case: one known destination, no tag to push.
@@ -291,7 +308,7 @@ public sealed class Bridge
             {
                 if (port == ingress || !port.AdminUp) continue;
                 if (ingressSplit && port.SplitHorizon) continue;
-                var egress = port.Vlan.Egress(vlan);
+                var egress = _egressByVlan[port.Index]![vlan];
                 if (egress == VlanEgress.NotMember) continue;
                 _destinations[count] = port.Index;
                 _egress[count] = egress;
@@ -324,6 +341,23 @@ public sealed class Bridge
     }
 
     private void Transmit(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
+    {
+        // The common frame (no egress limit, no offload to undo) takes the short way; the checks below
+        // are the same ones in the same order.
+        if (port.EgressLimit is null && !metadata.IsGso && metadata.Checksum != ChecksumState.Partial)
+        {
+            if (frame.Length - EtherTypes.EthernetHeaderLength - tagLength > port.Mtu)
+            {
+                port.Counters.CountDrop(DropReason.TooBig);
+                return;
+            }
+            Send(port, vlan, frame, metadata);
+            return;
+        }
+        TransmitChecked(port, vlan, frame, metadata, tagLength);
+    }
+
+    private void TransmitChecked(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
     {
         if (port.EgressLimit is { } limit && !limit.TryAdmit(frame.Length))
         {

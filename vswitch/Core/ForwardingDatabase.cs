@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace XenIo.VSwitch.Core;
 
 /// <summary>One learned or static MAC entry, as <c>xenio switch fdb</c> shows it.</summary>
@@ -75,6 +77,7 @@ public sealed class ForwardingDatabase
 
     private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Find(ulong key)
     {
         var slots = _slots;
@@ -125,10 +128,25 @@ public sealed class ForwardingDatabase
     /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
     public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, port, _time.GetTimestamp());
 
+    /// <summary>
+    /// The per-frame learn: an entry already on this port is only refreshed (one compare and one store
+    /// on the line the probe loaded); anything else (new MAC, move, damping, a full table) goes the long way.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Learn(ulong mac, int vlan, int port, long now)
     {
         var key = Key(mac, vlan);
         var i = Find(key);
+        if (i >= 0 && _slots[i].Port == port)
+        {
+            _slots[i].LastSeen = now;
+            return;
+        }
+        LearnSlow(key, i, port, now);
+    }
+
+    private void LearnSlow(ulong key, int i, int port, long now)
+    {
         if (i >= 0)
         {
             ref var slot = ref _slots[i];
@@ -167,6 +185,7 @@ public sealed class ForwardingDatabase
     /// <summary>The port for (mac, vlan), or -1 when unknown or aged out.</summary>
     public int Lookup(ulong mac, int vlan) => Lookup(mac, vlan, _time.GetTimestamp());
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int Lookup(ulong mac, int vlan, long now)
     {
         var i = Find(Key(mac, vlan));
