@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace XenIo.VSwitch.Core;
 
@@ -80,11 +81,12 @@ public sealed class ForwardingDatabase
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Find(ulong key)
     {
-        var slots = _slots;
+        // Probe without bounds checks: Home is below the capacity and every step is masked by it.
+        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         var i = Home(key);
         while (true)
         {
-            var k = slots[i].Key;
+            var k = Unsafe.Add(ref slots, i).Key;
             if (k == key) return i;
             if (k == 0) return -1;
             i = (i + 1) & _mask;
@@ -137,10 +139,14 @@ public sealed class ForwardingDatabase
     {
         var key = Key(mac, vlan);
         var i = Find(key);
-        if (i >= 0 && _slots[i].Port == port)
+        if (i >= 0)
         {
-            _slots[i].LastSeen = now;
-            return;
+            ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
+            if (slot.Port == port)
+            {
+                slot.LastSeen = now;
+                return;
+            }
         }
         LearnSlow(key, i, port, now);
     }
@@ -190,7 +196,7 @@ public sealed class ForwardingDatabase
     {
         var i = Find(Key(mac, vlan));
         if (i < 0) return -1;
-        ref var slot = ref _slots[i];
+        ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
         if (!slot.Static && now - slot.LastSeen > _agingTicks)
         {
             RemoveAt(i);
