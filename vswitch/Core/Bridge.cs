@@ -162,6 +162,7 @@ public sealed class Bridge
     /// with its frame at Offset, Length in its metadata, headroom before it): one lock and one clock read
     /// for the whole batch, which is what ports that drain their peer in bursts should call.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void Receive(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch)
     {
         lock (_gate)
@@ -179,9 +180,10 @@ public sealed class Bridge
     // The per-frame path is split: this method carries only what an untagged frame to one known,
     // untagged destination needs, so the JIT keeps its state in registers; 802.1Q ingress, observers,
     // flooding and tagged egress live in their own methods. The checks, their order and the counters are
-    // the same on every path. Never inlined: inlined into a port's receive loop it exhausts the JIT's
-    // inlining budget there, and the span and byte-order helpers it uses become real calls per frame.
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    // the same on every path. It is inlined into the batch loop, and that loop is never inlined into a
+    // port's own code: inlined there it exhausts the JIT's inlining budget, and the span and byte-order
+    // helpers used here become real calls per frame.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ReceiveLocked(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata, long now)
     {
         if (ingress.Bridge != this) return;
