@@ -35,6 +35,21 @@ public sealed class OvsNetdevPeer(bool userspaceTso) : IPeerPath
 
         using var a = new BenchNamespace(userspaceTso ? "ot-a" : "o-a");
         using var b = new BenchNamespace(userspaceTso ? "ot-b" : "o-b");
+        try
+        {
+            return Run(dir, env, db, dbSocket, bridge, tapA, tapB, a, b);
+        }
+        finally
+        {
+            // ovs-vswitchd makes its TAP devices persistent: whatever is still in the host namespace
+            // (the bridge's own port, a port that never moved) outlives the daemon unless deleted.
+            foreach (var link in new[] { bridge, tapA, tapB })
+                if (Directory.Exists($"/sys/class/net/{link}")) PeerProcesses.Run("ip", ["link", "del", link], allowFailure: true);
+        }
+    }
+
+    private double Run(string dir, Dictionary<string, string> env, string db, string dbSocket, string bridge, string tapA, string tapB, BenchNamespace a, BenchNamespace b)
+    {
         using var processes = new PeerProcesses();
         PeerProcesses.Run("ovsdb-tool", ["create", db, Schema], env);
         var server = processes.Start("ovsdb-server", [db, $"--remote=p{dbSocket}", $"--pidfile={Path.Combine(dir, "ovsdb-server.pid")}",
@@ -63,7 +78,6 @@ public sealed class OvsNetdevPeer(bool userspaceTso) : IPeerPath
             var log = File.ReadLines(Path.Combine(dir, "ovs-vswitchd.log")).Where(l => l.Contains("|ERR|") || l.Contains("|EMER|")).TakeLast(3);
             throw new InvalidOperationException($"{e.Message} (ovs-vswitchd: {string.Join(" / ", log)})", e);
         }
-        // Disposal stops vswitchd (its TAP devices and the bridge's own port go with it), then
-        // ovsdb-server, then deletes the namespaces.
+        // Disposal stops vswitchd, then ovsdb-server; the caller deletes leftover devices and the namespaces.
     }
 }
