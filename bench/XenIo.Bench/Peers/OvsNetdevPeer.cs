@@ -48,6 +48,14 @@ public sealed class OvsNetdevPeer(bool userspaceTso) : IPeerPath
         }
     }
 
+    /// <summary>The last errors ovs-vswitchd logged, to explain a failure; empty when none.</summary>
+    private static string ErrorsLogged(string dir)
+    {
+        var path = Path.Combine(dir, "ovs-vswitchd.log");
+        if (!File.Exists(path)) return "";
+        return string.Join(" / ", File.ReadLines(path).Where(l => l.Contains("|ERR|") || l.Contains("|EMER|")).TakeLast(3));
+    }
+
     private double Run(string dir, Dictionary<string, string> env, string db, string dbSocket, string bridge, string tapA, string tapB, BenchNamespace a, BenchNamespace b)
     {
         using var processes = new PeerProcesses();
@@ -73,10 +81,9 @@ public sealed class OvsNetdevPeer(bool userspaceTso) : IPeerPath
             b.Adopt(tapB, "198.18.62.2/24");
             return Iperf.TcpGbps(a, b, "198.18.62.2");
         }
-        catch (Exception e) when (File.Exists(Path.Combine(dir, "ovs-vswitchd.log")))
+        catch (Exception e) when (ErrorsLogged(dir) is { Length: > 0 } logged)
         {
-            var log = File.ReadLines(Path.Combine(dir, "ovs-vswitchd.log")).Where(l => l.Contains("|ERR|") || l.Contains("|EMER|")).TakeLast(3);
-            throw new InvalidOperationException($"{e.Message} (ovs-vswitchd: {string.Join(" / ", log)})", e);
+            throw new InvalidOperationException($"{e.Message} (ovs-vswitchd: {logged})", e);
         }
         // Disposal stops vswitchd, then ovsdb-server; the caller deletes leftover devices and the namespaces.
     }
