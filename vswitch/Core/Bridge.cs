@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using XenIo.Net.Frames;
 using XenIo.Net.Offload;
 
@@ -32,6 +33,7 @@ public interface IFrameObserver
 public sealed class Bridge
 {
     private const int MaxPorts = 4096;
+    private const int VlanIds = 4096;
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
     private readonly SwitchPort?[] _slots = new SwitchPort?[MaxPorts];
@@ -39,6 +41,11 @@ public sealed class Bridge
     private IFrameObserver[] _observers = [];
     private readonly int[] _destinations = new int[MaxPorts];
     private readonly VlanEgress[] _egress = new VlanEgress[MaxPorts];
+    // Per-slot VLAN decisions precomputed from each port's PortVlan (refreshed under the lock when the
+    // port joins or changes VLANs), so the per-frame path is one array load instead of a mode switch and
+    // a bitmap probe for every ingress classification and every egress candidate.
+    private readonly VlanEgress[]?[] _egressByVlan = new VlanEgress[]?[MaxPorts];
+    private readonly int[] _untaggedVlan = new int[MaxPorts];
     private readonly byte[] _scratch = new byte[EtherTypes.MaxFrameLength + 64];
     private readonly SegmentSink _segmentSink;
 
@@ -85,6 +92,7 @@ public sealed class Bridge
             _slots[index] = port;
             port.Index = index;
             port.Bridge = this;
+            RefreshVlanCache(port);
             Volatile.Write(ref _active, [.. _active, port]);
         }
         port.OnAttached();
@@ -120,8 +128,18 @@ public sealed class Bridge
         // A port that changes VLANs must not keep attracting frames for VLANs it left.
         lock (_gate)
         {
-            if (port.Bridge == this) Fdb.Flush(port.Index);
+            if (port.Bridge != this) return;
+            RefreshVlanCache(port);
+            Fdb.Flush(port.Index);
         }
+    }
+
+    private void RefreshVlanCache(SwitchPort port)
+    {
+        var config = port.Vlan;
+        var table = _egressByVlan[port.Index] ??= new VlanEgress[VlanIds];
+        for (var vid = 0; vid < VlanIds; vid++) table[vid] = config.Egress(vid);
+        _untaggedVlan[port.Index] = config.ClassifyIngress(false, 0);
     }
 
     /// <summary>Ages out the forwarding database; called periodically by the owner.</summary>
@@ -144,6 +162,7 @@ public sealed class Bridge
     /// with its frame at Offset, Length in its metadata, headroom before it): one lock and one clock read
     /// for the whole batch, which is what ports that drain their peer in bursts should call.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public void Receive(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch)
     {
         lock (_gate)
@@ -158,6 +177,13 @@ public sealed class Bridge
         }
     }
 
+    // The per-frame path is split: this method carries only what an untagged frame to one known,
+    // untagged destination needs, so the JIT keeps its state in registers; 802.1Q ingress, observers,
+    // flooding and tagged egress live in their own methods. The checks, their order and the counters are
+    // the same on every path. It is inlined into the batch loop, and that loop is never inlined into a
+    // port's own code: inlined there it exhausts the JIT's inlining budget, and the span and byte-order
+    // helpers used here become real calls per frame.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ReceiveLocked(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata, long now)
     {
         if (ingress.Bridge != this) return;
@@ -178,17 +204,95 @@ public sealed class Bridge
             counters.CountDrop(DropReason.TooBig);
             return;
         }
+
+        int vlan;
+        if (metadata.HasVlan || BinaryPrimitives.ReadUInt16BigEndian(buffer[(offset + 12)..]) == EtherTypes.Vlan)
+        {
+            vlan = ReceiveTagged(ingress, buffer, ref offset, ref metadata);
+            if (vlan < 0) return;
+            length = metadata.Length;
+        }
+        else
+        {
+            if (!metadata.IsGso && length - EtherTypes.EthernetHeaderLength > ingress.Mtu)
+            {
+                counters.CountDrop(DropReason.TooBig);
+                return;
+            }
+            if (ingress.IngressLimit is { } limit && !limit.TryAdmit(length))
+            {
+                counters.CountDrop(DropReason.RateLimit);
+                return;
+            }
+            counters.RxPacketsField++;
+            counters.RxBytesField += length;
+            vlan = _untaggedVlan[ingress.Index];
+            if (_observers.Length != 0) ObserveIngress(ingress, vlan >= 0 ? vlan : metadata.VlanTci & 0x0FFF, buffer.Slice(offset, length), metadata);
+            if (vlan < 0)
+            {
+                counters.CountDrop(DropReason.Vlan);
+                return;
+            }
+            metadata.HasVlan = false;
+            metadata.VlanTci = (ushort)vlan;
+        }
         var frame = buffer.Slice(offset, length);
 
+        // Both MACs with one 8-byte big-endian load each (the frame is at least 14 bytes).
+        var source = BinaryPrimitives.ReadUInt64BigEndian(frame[(EtherTypes.MacLength - 2)..]) & 0xFFFF_FFFF_FFFF;
+        if ((source & 0x0100_0000_0000) != 0)
+        {
+            counters.CountDrop(DropReason.BadSource);
+            return;
+        }
+        Fdb.Learn(source, vlan, ingress.Index, now);
+
+        var destination = BinaryPrimitives.ReadUInt64BigEndian(frame) >> 16;
+        if ((destination & 0x0100_0000_0000) == 0)
+        {
+            var known = Fdb.Lookup(destination, vlan, now);
+            if (known >= 0)
+            {
+                if (known == ingress.Index)
+                {
+                    Filtered++;
+                    return;
+                }
+                var port = _slots[known];
+                if (port is null || !port.AdminUp) return;
+                var egress = _egressByVlan[known]![vlan];
+                if (egress == VlanEgress.Untagged)
+                {
+                    // The common case: one known destination, no tag to push.
+                    Transmit(port, vlan, frame, metadata, 0);
+                    return;
+                }
+                if (egress == VlanEgress.Tagged) ForwardTagged(known, vlan, buffer, offset, length, metadata);
+                return;
+            }
+        }
+        Flood(ingress, vlan, buffer, offset, length, metadata);
+    }
+
+    /// <summary>
+    /// Ingress of a frame tagged in its metadata or in its bytes: classification, checks, counters,
+    /// observers, and the pop of an in-band tag. Returns the frame's VLAN, or -1 when it was dropped
+    /// (counted here). On return <paramref name="offset"/> and <c>metadata.Length</c> describe the untagged frame.
+    /// </summary>
+    private int ReceiveTagged(SwitchPort ingress, Span<byte> buffer, ref int offset, ref FrameMetadata metadata)
+    {
+        var counters = ingress.Counters;
+        var length = metadata.Length;
+        var frame = buffer.Slice(offset, length);
         var tagged = metadata.HasVlan;
         var tci = metadata.VlanTci;
         var tagInBytes = false;
-        if (!tagged && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherTypes.Vlan)
+        if (!tagged)
         {
             if (length < EtherTypes.EthernetHeaderLength + EtherTypes.VlanTagLength)
             {
                 counters.CountDrop(DropReason.Runt);
-                return;
+                return -1;
             }
             tci = BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
             tagged = true;
@@ -198,23 +302,22 @@ public sealed class Bridge
         if (!metadata.IsGso && l3Length > ingress.Mtu)
         {
             counters.CountDrop(DropReason.TooBig);
-            return;
+            return -1;
         }
         if (ingress.IngressLimit is { } limit && !limit.TryAdmit(length))
         {
             counters.CountDrop(DropReason.RateLimit);
-            return;
+            return -1;
         }
         counters.RxPacketsField++;
         counters.RxBytesField += length;
 
         var vlan = ingress.Vlan.ClassifyIngress(tagged, tci & 0x0FFF);
-        var observers = _observers;
-        foreach (var o in observers) o.Observe(ingress, CaptureDirection.Ingress, vlan >= 0 ? vlan : tci & 0x0FFF, frame, metadata);
+        if (_observers.Length != 0) ObserveIngress(ingress, vlan >= 0 ? vlan : tci & 0x0FFF, frame, metadata);
         if (vlan < 0)
         {
             counters.CountDrop(DropReason.Vlan);
-            return;
+            return -1;
         }
 
         if (tagInBytes)
@@ -224,7 +327,7 @@ public sealed class Bridge
                 if (metadata.CsumStart < EtherTypes.EthernetHeaderLength + EtherTypes.VlanTagLength)
                 {
                     counters.CountDrop(DropReason.Malformed);
-                    return;
+                    return -1;
                 }
                 metadata.CsumStart -= EtherTypes.VlanTagLength;
             }
@@ -233,74 +336,52 @@ public sealed class Bridge
             buffer.Slice(offset, 2 * EtherTypes.MacLength).CopyTo(buffer[(offset + EtherTypes.VlanTagLength)..]);
             offset += EtherTypes.VlanTagLength;
             length -= EtherTypes.VlanTagLength;
-            frame = buffer.Slice(offset, length);
         }
         metadata.Length = length;
         metadata.HasVlan = false;
         // Keep the priority bits for a tagged egress; the VID is the classified VLAN.
-        metadata.VlanTci = (ushort)((tagged ? tci & 0xF000 : 0) | vlan);
+        metadata.VlanTci = (ushort)((tci & 0xF000) | vlan);
+        return vlan;
+    }
 
-        var source = ReadMac(frame[EtherTypes.MacLength..]);
-        if ((source & 0x0100_0000_0000) != 0)
-        {
-            counters.CountDrop(DropReason.BadSource);
-            return;
-        }
-        Fdb.Learn(source, vlan, ingress.Index, now);
+    private void ObserveIngress(SwitchPort ingress, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata)
+    {
+        foreach (var o in _observers) o.Observe(ingress, CaptureDirection.Ingress, vlan, frame, metadata);
+    }
 
-        var destination = ReadMac(frame);
+    /// <summary>One known destination that takes the frame tagged.</summary>
+    private void ForwardTagged(int known, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
+    {
+        _destinations[0] = known;
+        _egress[0] = VlanEgress.Tagged;
+        DeliverAll(1, anyTagged: true, vlan, buffer, offset, length, metadata);
+    }
+
+    /// <summary>Broadcast, multicast and unknown unicast: every other member port of the VLAN, split horizon kept.</summary>
+    private void Flood(SwitchPort ingress, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
+    {
+        Flooded++;
         var count = 0;
         var anyTagged = false;
-        var flood = true;
-        if ((destination & 0x0100_0000_0000) == 0)
+        var ingressSplit = ingress.SplitHorizon;
+        foreach (var port in _active)
         {
-            var known = Fdb.Lookup(destination, vlan, now);
-            if (known >= 0)
-            {
-                flood = false;
-                if (known == ingress.Index)
-                {
-                    Filtered++;
-                    return;
-                }
-                var port = _slots[known];
-                if (port is not null && port.AdminUp)
-                {
-                    var egress = port.Vlan.Egress(vlan);
-                    if (egress == VlanEgress.Untagged)
-                    {
-                        // The common case: one known destination, no tag to push.
-                        Transmit(port, vlan, frame, metadata, 0);
-                        return;
-                    }
-                    if (egress == VlanEgress.Tagged)
-                    {
-                        _destinations[0] = known;
-                        _egress[0] = egress;
-                        anyTagged = true;
-                        count = 1;
-                    }
-                }
-            }
+            if (port == ingress || !port.AdminUp) continue;
+            if (ingressSplit && port.SplitHorizon) continue;
+            var egress = _egressByVlan[port.Index]![vlan];
+            if (egress == VlanEgress.NotMember) continue;
+            _destinations[count] = port.Index;
+            _egress[count] = egress;
+            anyTagged |= egress == VlanEgress.Tagged;
+            count++;
         }
-        if (flood)
-        {
-            Flooded++;
-            var ingressSplit = ingress.SplitHorizon;
-            foreach (var port in _active)
-            {
-                if (port == ingress || !port.AdminUp) continue;
-                if (ingressSplit && port.SplitHorizon) continue;
-                var egress = port.Vlan.Egress(vlan);
-                if (egress == VlanEgress.NotMember) continue;
-                _destinations[count] = port.Index;
-                _egress[count] = egress;
-                anyTagged |= egress == VlanEgress.Tagged;
-                count++;
-            }
-        }
-        if (count == 0) return;
+        if (count != 0) DeliverAll(count, anyTagged, vlan, buffer, offset, length, metadata);
+    }
 
+    /// <summary>Hands the frame to the chosen destinations: untagged ones first, then the tag is pushed in place for the tagged ones.</summary>
+    private void DeliverAll(int count, bool anyTagged, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
+    {
+        var frame = buffer.Slice(offset, length);
         for (var i = 0; i < count; i++)
         {
             if (_egress[i] == VlanEgress.Untagged) Transmit(_slots[_destinations[i]]!, vlan, frame, metadata, 0);
@@ -324,6 +405,23 @@ public sealed class Bridge
     }
 
     private void Transmit(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
+    {
+        // The common frame (no egress limit, no offload to undo) takes the short way; the checks below
+        // are the same ones in the same order.
+        if (port.EgressLimit is null && !metadata.IsGso && metadata.Checksum != ChecksumState.Partial)
+        {
+            if (frame.Length - EtherTypes.EthernetHeaderLength - tagLength > port.Mtu)
+            {
+                port.Counters.CountDrop(DropReason.TooBig);
+                return;
+            }
+            Send(port, vlan, frame, metadata);
+            return;
+        }
+        TransmitChecked(port, vlan, frame, metadata, tagLength);
+    }
+
+    private void TransmitChecked(SwitchPort port, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata, int tagLength)
     {
         if (port.EgressLimit is { } limit && !limit.TryAdmit(frame.Length))
         {
@@ -382,9 +480,6 @@ public sealed class Bridge
         port.Counters.TxBytesField += frame.Length;
         foreach (var o in _observers) o.Observe(port, CaptureDirection.Egress, vlan, frame, metadata);
     }
-
-    private static ulong ReadMac(ReadOnlySpan<byte> mac) =>
-        (ulong)BinaryPrimitives.ReadUInt32BigEndian(mac) << 16 | BinaryPrimitives.ReadUInt16BigEndian(mac[4..]);
 
     private sealed class SegmentSink(Bridge bridge) : ISegmentSink
     {

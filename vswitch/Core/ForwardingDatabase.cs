@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace XenIo.VSwitch.Core;
 
 /// <summary>One learned or static MAC entry, as <c>xenio switch fdb</c> shows it.</summary>
@@ -75,13 +78,15 @@ public sealed class ForwardingDatabase
 
     private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Find(ulong key)
     {
-        var slots = _slots;
+        // Probe without bounds checks: Home is below the capacity and every step is masked by it.
+        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         var i = Home(key);
         while (true)
         {
-            var k = slots[i].Key;
+            var k = Unsafe.Add(ref slots, i).Key;
             if (k == key) return i;
             if (k == 0) return -1;
             i = (i + 1) & _mask;
@@ -125,10 +130,29 @@ public sealed class ForwardingDatabase
     /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
     public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, port, _time.GetTimestamp());
 
+    /// <summary>
+    /// The per-frame learn: an entry already on this port is only refreshed (one compare and one store
+    /// on the line the probe loaded); anything else (new MAC, move, damping, a full table) goes the long way.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Learn(ulong mac, int vlan, int port, long now)
     {
         var key = Key(mac, vlan);
         var i = Find(key);
+        if (i >= 0)
+        {
+            ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
+            if (slot.Port == port)
+            {
+                slot.LastSeen = now;
+                return;
+            }
+        }
+        LearnSlow(key, i, port, now);
+    }
+
+    private void LearnSlow(ulong key, int i, int port, long now)
+    {
         if (i >= 0)
         {
             ref var slot = ref _slots[i];
@@ -167,11 +191,12 @@ public sealed class ForwardingDatabase
     /// <summary>The port for (mac, vlan), or -1 when unknown or aged out.</summary>
     public int Lookup(ulong mac, int vlan) => Lookup(mac, vlan, _time.GetTimestamp());
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int Lookup(ulong mac, int vlan, long now)
     {
         var i = Find(Key(mac, vlan));
         if (i < 0) return -1;
-        ref var slot = ref _slots[i];
+        ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
         if (!slot.Static && now - slot.LastSeen > _agingTicks)
         {
             RemoveAt(i);
