@@ -16,5 +16,8 @@ internal static class Program
     private static IEnumerable<Command> Verbs() =>
     [
         global::XenIo.Cli.Verbs.XenstoredVerb.Build(),
+        global::XenIo.Cli.Verbs.NetbackVerb.Build(),
+        global::XenIo.Cli.Verbs.SwitchVerb.Build(),
+        global::XenIo.Cli.Verbs.CaptureVerb.Build(),
     ];
 }
