@@ -140,12 +140,14 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
     {
         try
         {
-            var vlan = config.BuildVlan();
-            if (port.Vlan != vlan) port.Vlan = vlan;
+            var existing = live.Ports.TryGetValue(config.Name, out var old) && old.Port == port;
+            // Setting a VLAN flushes the port's FDB entries, so only a real change does it.
+            if (!existing || old.Config.VlanMode != config.VlanMode || old.Config.Tag != config.Tag || old.Config.Trunks != config.Trunks)
+                port.Vlan = config.BuildVlan();
             if (config.Mtu is { } mtu) port.Mtu = mtu;
             else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
             port.AdminUp = config.AdminUp;
-            if (live.Ports.TryGetValue(config.Name, out var old) && old.Port == port)
+            if (existing)
             {
                 if (old.Config.Ingress != config.Ingress) port.IngressLimit = config.Ingress.Build();
                 if (old.Config.Egress != config.Egress) port.EgressLimit = config.Egress.Build();

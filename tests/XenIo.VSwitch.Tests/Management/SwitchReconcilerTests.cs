@@ -105,3 +105,40 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Equal(32, _reconciler.FindBridge("br0")!.Fdb.Limit);
     }
 }
+
+public sealed class SwitchReconcilerFdbTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("xenio-recon-").FullName;
+    private readonly EpollLoop _loop = new("recon-fdb");
+    private readonly SwitchReconciler _reconciler;
+
+    public SwitchReconcilerFdbTests() => _reconciler = new SwitchReconciler(new PortFactory(_loop));
+
+    public void Dispose()
+    {
+        _reconciler.Dispose();
+        _loop.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private PortConfig Stream(string name) =>
+        new(name, "stream") { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/{name}.sock" }, Trunks = "10,20" };
+
+    [Fact]
+    public void UnrelatedChangesKeepLearnedAddresses()
+    {
+        var s1 = Stream("s1");
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1 } } }));
+        var br0 = _reconciler.FindBridge("br0")!;
+        var port = br0.FindPort("s1")!;
+        br0.Fdb.Learn(0x02_00_00_00_00_01, 10, port.Index);
+
+        // Adding another port re-applies s1's unchanged settings: its FDB entries must stay.
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1, ["s2"] = Stream("s2") } } }));
+        Assert.Equal(port.Index, br0.Fdb.Lookup(0x02_00_00_00_00_01, 10));
+
+        // A real VLAN change flushes them (the port must not attract frames for VLANs it left).
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1 with { Trunks = "20" } } } }));
+        Assert.True(br0.Fdb.Lookup(0x02_00_00_00_00_01, 10) < 0);
+    }
+}
