@@ -79,6 +79,7 @@ public sealed class UnixHttpServer : IAsyncDisposable
             if (request is null)
             {
                 await response.WriteTextAsync(400, "bad request\n").ConfigureAwait(false);
+                await LingeringClose(client).ConfigureAwait(false);
                 return;
             }
             using var disconnect = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
@@ -97,6 +98,24 @@ public sealed class UnixHttpServer : IAsyncDisposable
                 catch (Exception) { }
             }
         }
+    }
+
+    /// <summary>
+    /// Closing with unread input makes the kernel send RST, which can destroy the 400 before the client
+    /// reads it; so stop sending, then discard a bounded amount of input for a short while (as nginx does).
+    /// </summary>
+    private static async Task LingeringClose(Socket client)
+    {
+        try
+        {
+            client.Shutdown(SocketShutdown.Send);
+            using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            var sink = new byte[4096];
+            var discarded = 0;
+            int n;
+            while (discarded < 256 * 1024 && (n = await client.ReceiveAsync(sink, SocketFlags.None, linger.Token).ConfigureAwait(false)) > 0) discarded += n;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
     }
 
     /// <summary>Reads one request; null when malformed or over the limits.</summary>
