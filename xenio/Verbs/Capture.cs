@@ -61,12 +61,23 @@ internal static class CaptureVerb
                 var counter = new CaptureRecordCounter(ng);
                 var buffer = new byte[64 * 1024];
                 int n;
-                while ((n = await input.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                try
                 {
-                    var keep = limit is { } l ? counter.Feed(buffer.AsSpan(0, n), l) : n;
-                    await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
-                    await output.FlushAsync(ct).ConfigureAwait(false);
-                    if (keep < n || (limit is { } l2 && counter.Records >= l2)) break;
+                    while ((n = await input.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                    {
+                        var keep = limit is { } l ? counter.Feed(buffer.AsSpan(0, n), l) : n;
+                        await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
+                        await output.FlushAsync(ct).ConfigureAwait(false);
+                        if (keep < n || (limit is { } l2 && counter.Records >= l2)) break;
+                    }
+                }
+                catch (HttpIOException e)
+                {
+                    throw new CliException($"netback ended the capture: {e.Message}");
+                }
+                catch (IOException) when (target is null)
+                {
+                    // The reader of our stdout went away (tshark -c, head): the capture is over.
                 }
                 await Console.Error.WriteLineAsync($"{counter.Records} packets captured").ConfigureAwait(false);
             }

@@ -176,6 +176,16 @@ public sealed class SwitchVerbsTests : IDisposable
             var types = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             Assert.True(types.Length == 4, $"tshark read {types.Length} packets: {output} / {err.Result}");
             Assert.All(types, t => Assert.True(t is "8" or "0", $"icmp.type {t}"));
+
+            // One port, pcapng, to a file: exactly -c records, each on that port's interface block.
+            var file = Path.Combine(_root, "one-port.pcapng");
+            var (code, _, capErr) = Verb("capture", br, "-i", tapB, "--pcapng", "-c", "3", "-w", file);
+            Assert.True(code == 0, capErr);
+            var interfaces = Netns.Run(tshark, "-r", file, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.p2p_dir")
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(3, interfaces.Length);
+            Assert.All(interfaces, l => Assert.StartsWith($"{br}/{tapB}", l));
         }
 
         // set-port in place, then del-port removes it live.
