@@ -16,5 +16,8 @@ internal static class Program
     private static IEnumerable<Command> AllVerbs() =>
     [
         Verbs.XenstoredVerb.Build(),
+        Verbs.NetbackVerb.Build(),
+        Verbs.SwitchVerb.Build(),
+        Verbs.CaptureVerb.Build(),
     ];
 }

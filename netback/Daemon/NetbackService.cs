@@ -1,0 +1,123 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using XenIo.Hypervisor.Store.Client;
+using XenIo.Hypervisor.Store.Transports;
+using XenIo.Net.Tap;
+using XenIo.Netback.Api;
+using XenIo.Netback.Switch;
+using XenIo.VSwitch.Management;
+
+namespace XenIo.Netback.Daemon;
+
+public sealed class NetbackOptions
+{
+    /// <summary>Run directory: xenstored's socket is <c>&lt;run&gt;/xenstored/socket</c>, ours <c>&lt;run&gt;/netback.sock</c>.</summary>
+    public string RunDirectory { get; set; } = XenIo.Hypervisor.Store.XenstoredOptions.DefaultRunDirectory();
+
+    /// <summary>How long to wait for xenstored's socket at start (xenio up starts them together).</summary>
+    public TimeSpan XenstoredWait { get; set; } = TimeSpan.FromSeconds(15);
+
+    public TimeSpan HousekeepingInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    public static string ApiSocketPath(string runDirectory) => Path.Combine(runDirectory, "netback.sock");
+}
+
+/// <summary>
+/// The netback daemon's switch half: connects to xenstored, seeds the default bridge when nothing is
+/// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB on a timer and
+/// serves the HTTP API. Failures at start set <see cref="Environment.ExitCode"/> and stop the host.
+/// </summary>
+public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<NetbackService> logger, IHostApplicationLifetime lifetime) : BackgroundService
+{
+    private readonly NetbackOptions _options = options.Value;
+    private IReadOnlyList<string> _configErrors = [];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await RunAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            logger.LogError("netback failed: {Message}", e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
+        var xsSocket = XenstoreSocketListener.PathUnder(_options.RunDirectory);
+        await using var client = await ConnectAsync(xsSocket, stoppingToken).ConfigureAwait(false);
+        using var loop = new EpollLoop("vswitch");
+        loop.HandlerFailed += e => logger.LogError("vswitch I/O: {Message}", e.Message);
+        using var reconciler = new SwitchReconciler(new PortFactory(loop), m => logger.LogInformation("{Message}", m));
+
+        if (await client.TryReadAsync(SwitchConfigMapping.Root, cancellationToken: stoppingToken).ConfigureAwait(false) is null)
+        {
+            logger.LogInformation("no switch configuration in xenstore: creating the default bridge xenbr0");
+            await SwitchStore.WriteAsync(client, SwitchConfigMapping.ToKeys(SwitchConfig.Default), cancellationToken: stoppingToken).ConfigureAwait(false);
+        }
+
+        await using var watch = await client.SubscribeAsync(SwitchConfigMapping.Root, cancellationToken: stoppingToken).ConfigureAwait(false);
+        var api = new NetbackApi(reconciler, () => Volatile.Read(ref _configErrors), m => logger.LogInformation("{Message}", m));
+        var apiPath = NetbackOptions.ApiSocketPath(_options.RunDirectory);
+        await using var server = new UnixHttpServer(apiPath, api.HandleAsync, m => logger.LogWarning("{Message}", m));
+        logger.LogInformation("netback serving {Socket}, watching {Root} on {Xenstored}", apiPath, SwitchConfigMapping.Root, xsSocket);
+
+        using var timer = new PeriodicTimer(_options.HousekeepingInterval);
+        var housekeeping = Task.Run(async () =>
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                foreach (var bridge in reconciler.Bridges.Values) bridge.Housekeeping();
+                reconciler.FlushMirrors();
+            }
+        }, stoppingToken);
+
+        try
+        {
+            // The first event of a new watch fires at once, which makes the first apply the restore.
+            while (await watch.Events.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+            {
+                while (watch.Events.TryRead(out _)) { }
+                var errors = new List<ConfigError>();
+                var (config, _) = await SwitchStore.ReadAsync(client, errors, stoppingToken).ConfigureAwait(false);
+                foreach (var e in errors) logger.LogWarning("switch configuration: {Error}", e.ToString());
+                Volatile.Write(ref _configErrors, errors.Select(e => e.ToString()).ToArray());
+                reconciler.Apply(config);
+            }
+            throw new IOException($"the connection to xenstored ({xsSocket}) closed");
+        }
+        finally
+        {
+            try { await housekeeping.ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+        }
+    }
+
+    private async Task<XenstoreClient> ConnectAsync(string socket, CancellationToken stoppingToken)
+    {
+        var deadline = DateTime.UtcNow + _options.XenstoredWait;
+        while (true)
+        {
+            try
+            {
+                return await XenstoreClient.ConnectAsync(socket, stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200, stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
+            {
+                throw new IOException($"xenstored is not answering on {socket} ({e.Message}); start it with `xenio up` or `xenio xenstored --run-dir {_options.RunDirectory}`", e);
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using XenIo.Integration.Tests.VSwitch;
+using XenIo.Tests;
+using Xunit;
+
+namespace XenIo.Integration.Tests.SwitchManagement;
+
+/// <summary>
+/// The management path end to end, with real processes: `xenio xenstored` and `xenio netback` on a
+/// temporary run directory, and the `xenio switch` / `xenio capture` verbs driving them, with two
+/// namespaces on TAP ports of a bridge the verbs created.
+/// </summary>
+public sealed class SwitchVerbsTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "xenio-swm-" + Guid.NewGuid().ToString("N")[..10]);
+    private readonly string _run;
+    private readonly List<Process> _daemons = [];
+    private readonly StringBuilder _netbackLog = new();
+
+    public SwitchVerbsTests()
+    {
+        _run = Path.Combine(_root, "run");
+        Directory.CreateDirectory(_run);
+    }
+
+    private static string Xenio => Path.Combine(AppContext.BaseDirectory, "xenio.dll");
+
+    private Process StartDaemon(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Xenio);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { lock (_netbackLog) _netbackLog.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { lock (_netbackLog) _netbackLog.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _daemons.Add(p);
+        return p;
+    }
+
+    private static void WaitFor(Func<bool> condition, string what, Process? daemon = null)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            if (daemon is { HasExited: true }) throw new InvalidOperationException($"daemon exited ({daemon.ExitCode}) while waiting for {what}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    private Process StartNetback()
+    {
+        var socket = Path.Combine(_run, "netback.sock");
+        if (File.Exists(socket)) File.Delete(socket);
+        var p = StartDaemon("netback", "--run-dir", _run);
+        WaitFor(() => File.Exists(socket), "netback.sock", p);
+        return p;
+    }
+
+    private static async Task StopAsync(Process p)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await p.WaitForExitAsync(cts.Token);
+    }
+
+    private (int Code, string Out, string Err) Verb(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Xenio);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["XENIO_RUN_DIR"] = _run;
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    private string Ok(params string[] args)
+    {
+        var (code, output, err) = Verb(args);
+        Assert.True(code == 0, $"xenio {string.Join(' ', args)} exited {code}: {err}");
+        return output;
+    }
+
+    private JsonElement Json(params string[] args)
+    {
+        using var doc = JsonDocument.Parse(Ok(args));
+        return doc.RootElement.Clone();
+    }
+
+    private static bool LinkExists(string ifname) => Netns.RunCode("ip", ["link", "show", ifname]).Item1 == 0;
+
+    private static bool Ping(Netns from, string address, int count) =>
+        from.TryExec("ping", "-c", count.ToString(), "-i", "0.2", "-W", "2", address).ExitCode == 0;
+
+    private static JsonElement Port(JsonElement bridge, string name) =>
+        bridge.GetProperty("ports").EnumerateArray().Single(p => p.GetProperty("name").GetString() == name);
+
+    [SkippableFact]
+    public async Task VerbsConfigureTheLiveSwitchAndNetbackRestoresIt()
+    {
+        Requires.Root();
+        var tshark = Requires.Tool("tshark");
+        Requires.Tool("ping");
+        var tag = (Environment.ProcessId % 10000).ToString("D4");
+        string br = $"swm{tag}", tapA = $"swa{tag}", tapB = $"swb{tag}";
+
+        // Nothing running: the verbs say which socket and how to start the daemons.
+        var down = Verb("switch", "show");
+        Assert.Equal(1, down.Code);
+        Assert.Contains(Path.Combine(_run, "netback.sock"), down.Err);
+        Assert.Contains("xenio netback", down.Err);
+
+        var xenstored = StartDaemon("xenstored", "--run-dir", _run, "--state-dir", Path.Combine(_root, "state"));
+        WaitFor(() => File.Exists(Path.Combine(_run, "xenstored", "socket")), "xenstored socket", xenstored);
+        var netback = StartNetback();
+
+        // The embedded default, then our own bridge and two TAP ports.
+        WaitFor(() => Verb("switch", "show", "--json").Out.Contains("xenbr0"), "default bridge xenbr0");
+        Ok("switch", "add-br", br);
+        var dup = Verb("switch", "add-br", br);
+        Assert.Equal(1, dup.Code);
+        Assert.Contains("exists already", dup.Err);
+        var bad = Verb("switch", "add-port", br, tapA, "--kind", "tap", "--vlan-mode", "access", "--tag", "5000");
+        Assert.Equal(1, bad.Code);
+        Assert.Contains($"/xenio/switch/{br}/port/{tapA}/tag = '5000'", bad.Err);
+        var noBridge = Verb("switch", "add-port", "nosuchbr", tapA, "--kind", "tap");
+        Assert.Contains("no bridge nosuchbr", noBridge.Err);
+        Ok("switch", "add-port", br, tapA, "--kind", "tap");
+        Ok("switch", "add-port", br, tapB, "--kind", "tap");
+        WaitFor(() => LinkExists(tapA) && LinkExists(tapB), "both TAP devices", netback);
+
+        using var nsA = new Netns($"swmA{tag}");
+        using var nsB = new Netns($"swmB{tag}");
+        nsA.Adopt(tapA, "198.18.77.1/24");
+        nsB.Adopt(tapB, "198.18.77.2/24");
+        Assert.True(Ping(nsA, "198.18.77.2", 3), "ping through the bridge failed");
+
+        // show --json lists the ports; stats rise with traffic; the FDB has both MACs.
+        var shown = Json("switch", "show", "--json").GetProperty("bridges").EnumerateArray().Single(b => b.GetProperty("name").GetString() == br);
+        Assert.Equal(["swa" + tag, "swb" + tag], shown.GetProperty("ports").EnumerateArray().Select(p => p.GetProperty("name").GetString()!).Order().ToArray());
+        Assert.Equal("tap", Port(shown, tapA).GetProperty("kind").GetString());
+        var before = Port(Json("switch", "stats", br, "--json"), tapA).GetProperty("rx_packets").GetInt64();
+        Assert.True(before > 0);
+        Assert.True(Ping(nsA, "198.18.77.2", 2));
+        var after = Port(Json("switch", "stats", br, "--json"), tapA).GetProperty("rx_packets").GetInt64();
+        Assert.True(after >= before + 2, $"rx_packets {before} -> {after}");
+        Assert.Contains($"port {tapA}:", Ok("switch", "stats", br));
+
+        string Mac(Netns ns, string ifname) => ns.Exec("cat", $"/sys/class/net/{ifname}/address").Trim();
+        var macs = Json("switch", "fdb", br, "--json").GetProperty("entries").EnumerateArray()
+            .ToDictionary(e => e.GetProperty("mac").GetString()!, e => e.GetProperty("port").GetString()!);
+        Assert.Equal(tapA, macs[Mac(nsA, tapA)]);
+        Assert.Equal(tapB, macs[Mac(nsB, tapB)]);
+        Assert.Contains("flushed", Ok("switch", "fdb-flush", br));
+        Assert.Contains("no bridge nosuchbr", Verb("switch", "fdb", "nosuchbr").Err);
+
+        // A live capture piped into tshark, as a user would: `xenio capture br -f icmp -c 4 -w - | tshark -r -`.
+        using (var pinger = nsA.Start("ping", "-c", "100", "-i", "0.1", "198.18.77.2"))
+        {
+            var psi = new ProcessStartInfo("sh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            psi.ArgumentList.Add("-c");
+            psi.ArgumentList.Add($"dotnet '{Xenio}' capture {br} -f icmp -c 4 -w - | '{tshark}' -r - -T fields -e icmp.type");
+            psi.Environment["XENIO_RUN_DIR"] = _run;
+            using var pipeline = Process.Start(psi)!;
+            var err = pipeline.StandardError.ReadToEndAsync();
+            var output = await pipeline.StandardOutput.ReadToEndAsync();
+            using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60))) await pipeline.WaitForExitAsync(cts.Token);
+            pinger.Kill();
+            var types = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            Assert.True(types.Length == 4, $"tshark read {types.Length} packets: {output} / {err.Result}");
+            Assert.All(types, t => Assert.True(t is "8" or "0", $"icmp.type {t}"));
+
+            // One port, pcapng, to a file: exactly -c records, each on that port's interface block.
+            var file = Path.Combine(_root, "one-port.pcapng");
+            var (code, _, capErr) = Verb("capture", br, "-i", tapB, "--pcapng", "-c", "3", "-w", file);
+            Assert.True(code == 0, capErr);
+            var interfaces = Netns.Run(tshark, "-r", file, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.p2p_dir")
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(3, interfaces.Length);
+            Assert.All(interfaces, l => Assert.StartsWith($"{br}/{tapB}", l));
+        }
+
+        // set-port in place, then del-port removes it live.
+        Ok("switch", "set-port", br, tapA, "--vlan-mode", "access", "--tag", "9");
+        WaitFor(() => Port(Json("switch", "show", "--json").GetProperty("bridges").EnumerateArray().Single(b => b.GetProperty("name").GetString() == br), tapA)
+            .GetProperty("vlan_mode").GetString() == "access", "vlan mode change");
+        Ok("switch", "set-port", br, tapA, "--vlan-mode", "trunk");
+        Ok("switch", "del-port", br, tapB);
+        WaitFor(() => !Verb("switch", "show", "--json").Out.Contains(tapB), "port removal");
+        Assert.False(Ping(nsA, "198.18.77.2", 1));
+        Assert.Contains($"has no port {tapB}", Verb("switch", "del-port", br, tapB).Err);
+
+        // Restart netback: the configuration comes back from xenstore.
+        await StopAsync(netback);
+        Assert.Equal(0, netback.ExitCode);
+        netback = StartNetback();
+        WaitFor(() => Verb("switch", "show", "--json").Out.Contains(tapA), "restored port");
+        var restored = Json("switch", "show", "--json").GetProperty("bridges").EnumerateArray().Select(b => b.GetProperty("name").GetString()).ToArray();
+        Assert.Contains(br, restored);
+        Assert.Contains("xenbr0", restored);
+        Assert.True(LinkExists(tapA), "the restored TAP port was not re-created");
+
+        Ok("switch", "del-br", br);
+        WaitFor(() => !LinkExists(tapA), "bridge removal takes its TAP");
+        await StopAsync(netback);
+        await StopAsync(xenstored);
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _daemons)
+        {
+            try
+            {
+                if (!p.HasExited) p.Kill(entireProcessTree: true);
+                p.WaitForExit(10_000);
+            }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        try { Directory.Delete(_root, true); } catch (IOException) { }
+    }
+}

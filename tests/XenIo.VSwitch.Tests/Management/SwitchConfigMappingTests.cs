@@ -1,0 +1,185 @@
+using XenIo.VSwitch.Core;
+using XenIo.VSwitch.Management;
+using Xunit;
+
+namespace XenIo.VSwitch.Tests.Management;
+
+public sealed class SwitchConfigMappingTests
+{
+    private static SwitchConfig Sample()
+    {
+        var access = new PortConfig("vif1", "tap") { VlanMode = VlanMode.Access, Tag = 10, AdminUp = false, Mtu = 9000, Ingress = new RateConfig(1_000_000, 0, 50_000, 0) };
+        var trunk = new PortConfig("up0", "vxlan")
+        {
+            Options = new SortedDictionary<string, string> { ["local"] = "198.18.0.1", ["vni"] = "42", ["remotes"] = "198.18.0.2,198.18.0.3/7" },
+            Trunks = "10,20,100-110",
+            Egress = new RateConfig(0, 1000, 0, 100),
+        };
+        var native = new PortConfig("qemu0", "stream") { VlanMode = VlanMode.NativeUntagged, Tag = 20, Options = new SortedDictionary<string, string> { ["listen"] = "unix:/run/q.sock" } };
+        var patchA = new PortConfig("pa", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br1/pb" } };
+        var mirror = new MirrorConfig("m0", "/tmp/m0.pcapng") { Ports = ["vif1", "up0"], Directions = CaptureDirection.Ingress, Vlans = "10", Filter = "icmp or arp", Snaplen = 128, PcapNg = true };
+        var br0 = new BridgeConfig("xenbr0")
+        {
+            Mtu = 9000,
+            FdbAgingSeconds = 60,
+            FdbLimit = 1024,
+            Ports = new SortedDictionary<string, PortConfig> { ["vif1"] = access, ["up0"] = trunk, ["qemu0"] = native, ["pa"] = patchA },
+            Mirrors = new SortedDictionary<string, MirrorConfig> { ["m0"] = mirror },
+        };
+        var br1 = new BridgeConfig("br1") { Ports = new SortedDictionary<string, PortConfig> { ["pb"] = new PortConfig("pb", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "xenbr0/pa" } } } };
+        return new SwitchConfig(new SortedDictionary<string, BridgeConfig> { ["xenbr0"] = br0, ["br1"] = br1 });
+    }
+
+    [Fact]
+    public void RoundTripKeepsEverything()
+    {
+        var config = Sample();
+        var keys = SwitchConfigMapping.ToKeys(config);
+        var errors = new List<ConfigError>();
+        var back = SwitchConfigMapping.Parse(keys, errors);
+        Assert.Empty(errors);
+        Assert.Equal(config.Bridges.Keys, back.Bridges.Keys);
+        foreach (var (name, bridge) in config.Bridges) Assert.Equal(bridge, back.Bridges[name]);
+        Assert.Equal(keys, SwitchConfigMapping.ToKeys(back));
+    }
+
+    [Fact]
+    public void KeysHaveTheDocumentedLayout()
+    {
+        var keys = SwitchConfigMapping.ToKeys(Sample());
+        Assert.Equal("9000", keys["xenbr0/mtu"]);
+        Assert.Equal("60", keys["xenbr0/fdb-aging"]);
+        Assert.Equal("1024", keys["xenbr0/fdb-limit"]);
+        Assert.Equal("tap", keys["xenbr0/port/vif1/kind"]);
+        Assert.Equal("access", keys["xenbr0/port/vif1/vlan-mode"]);
+        Assert.Equal("10", keys["xenbr0/port/vif1/tag"]);
+        Assert.Equal("down", keys["xenbr0/port/vif1/admin"]);
+        Assert.Equal("1000000", keys["xenbr0/port/vif1/ingress/bytes-per-sec"]);
+        Assert.Equal("10,20,100-110", keys["xenbr0/port/up0/trunks"]);
+        Assert.Equal("42", keys["xenbr0/port/up0/option/vni"]);
+        Assert.False(keys.ContainsKey("xenbr0/port/up0/tag"));
+        Assert.Equal("pcapng", keys["xenbr0/mirror/m0/format"]);
+        Assert.Equal("in", keys["xenbr0/mirror/m0/directions"]);
+    }
+
+    [Fact]
+    public void DirectoryNodesAndBareBridgesParse()
+    {
+        var keys = new Dictionary<string, string> { ["xenbr0"] = "", ["br1"] = "", ["br1/port"] = "", ["br1/port/p1"] = "", ["br1/port/p1/kind"] = "tap", ["br1/port/p1/option"] = "" };
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(keys, errors);
+        Assert.Empty(errors);
+        Assert.Equal(new BridgeConfig("xenbr0"), config.Bridges["xenbr0"]);
+        var port = config.Bridges["br1"].Ports["p1"];
+        Assert.Equal(VlanMode.Trunk, port.VlanMode);
+        Assert.True(port.AdminUp);
+        Assert.Empty(port.Options);
+    }
+
+    public static TheoryData<string, string, string, string> BadKeys => new()
+    {
+        // key, value, the key the error names, a word the message must contain
+        { "br0/mtu", "67", "br0/mtu", "68-65535" },
+        { "br0/mtu", "abc", "br0/mtu", "integer" },
+        { "br0/fdb-aging", "0", "br0/fdb-aging", "1-1000000" },
+        { "br0/fdb-limit", "-5", "br0/fdb-limit", "integer" },
+        { "br0/colour", "red", "br0/colour", "unknown bridge key" },
+        { "br0/port/p1/kind", "floppy", "br0/port/p1/kind", "tap|internal|uplink|stream|vxlan|patch" },
+        { "br0/port/p1/admin", "maybe", "br0/port/p1/admin", "up|down" },
+        { "br0/port/p1/vlan-mode", "hybrid", "br0/port/p1/vlan-mode", "access|trunk|native-tagged|native-untagged" },
+        { "br0/port/p1/tag", "4095", "br0/port/p1/tag", "0-4094" },
+        { "br0/port/p1/trunks", "10-5", "br0/port/p1/trunks", "VLAN ids" },
+        { "br0/port/p1/trunks", "x", "br0/port/p1/trunks", "VLAN ids" },
+        { "br0/port/p1/mtu", "70000", "br0/port/p1/mtu", "68-65535" },
+        { "br0/port/p1/ingress/bits-per-sec", "1", "br0/port/p1/ingress/bits-per-sec", "bytes-per-sec" },
+        { "br0/port/p1/egress/packets-per-sec", "-1", "br0/port/p1/egress/packets-per-sec", "integer" },
+        { "br0/port/p1/speed", "fast", "br0/port/p1/speed", "unknown port key" },
+        { "br0/mirror/m/directions", "sideways", "br0/mirror/m/directions", "in|out|both" },
+        { "br0/mirror/m/snaplen", "0", "br0/mirror/m/snaplen", "integer" },
+        { "br0/mirror/m/format", "erf", "br0/mirror/m/format", "pcap|pcapng" },
+        { "br0/mirror/m/vlans", "a-b", "br0/mirror/m/vlans", "VLAN ids" },
+        { "br0/mirror/m/ports", "a b", "br0/mirror/m/ports", "port names" },
+        { "br0/mirror/m/depth", "3", "br0/mirror/m/depth", "unknown mirror key" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadKeys))]
+    public void EveryBadValueIsNamedWithWhatIsValid(string key, string value, string errorKey, string valid)
+    {
+        var keys = new Dictionary<string, string>
+        {
+            ["br0/port/p1/kind"] = "tap",
+            ["br0/port/p2/kind"] = "tap",
+            ["br0/mirror/m/file"] = "/tmp/m.pcap",
+            [key] = value,
+        };
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(keys, errors);
+        var error = Assert.Single(errors);
+        Assert.Equal(errorKey, error.Key);
+        Assert.Equal(value, error.Value);
+        Assert.Contains(valid, error.Message);
+        Assert.Contains($"/xenio/switch/{errorKey} = '{value}'", error.ToString());
+        if (key.StartsWith("br0/port/p1/", StringComparison.Ordinal))
+        {
+            // Only the broken port is left out; the rest of the bridge stands.
+            Assert.False(config.Bridges["br0"].Ports.ContainsKey("p1"));
+            Assert.True(config.Bridges["br0"].Ports.ContainsKey("p2"));
+        }
+        else if (key.StartsWith("br0/mirror/", StringComparison.Ordinal))
+        {
+            Assert.Empty(config.Bridges["br0"].Mirrors);
+            Assert.Equal(2, config.Bridges["br0"].Ports.Count);
+        }
+        else
+        {
+            Assert.False(config.Bridges.ContainsKey("br0"));
+        }
+    }
+
+    [Fact]
+    public void MissingKindTagAndFileAreErrors()
+    {
+        var errors = new List<ConfigError>();
+        SwitchConfigMapping.Parse(new Dictionary<string, string> { ["b/port/p/admin"] = "up" }, errors);
+        Assert.Equal("b/port/p/kind", Assert.Single(errors).Key);
+
+        errors.Clear();
+        SwitchConfigMapping.Parse(new Dictionary<string, string> { ["b/port/p/kind"] = "tap", ["b/port/p/vlan-mode"] = "access" }, errors);
+        var e = Assert.Single(errors);
+        Assert.Equal("b/port/p/tag", e.Key);
+        Assert.Contains("required with vlan-mode access", e.Message);
+
+        errors.Clear();
+        SwitchConfigMapping.Parse(new Dictionary<string, string> { ["b/mirror/m/file"] = "relative.pcap" }, errors);
+        Assert.Equal("b/mirror/m/file", Assert.Single(errors).Key);
+    }
+
+    [Theory]
+    [InlineData("this-name-is-too-long")]
+    [InlineData("bad.name")]
+    public void BadNamesAreRejected(string name)
+    {
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(new Dictionary<string, string> { [$"{name}/mtu"] = "1500", [$"ok/port/{name}/kind"] = "tap" }, errors);
+        Assert.Equal(2, errors.Count);
+        Assert.Equal(["ok"], config.Bridges.Keys);
+        Assert.Empty(config.Bridges["ok"].Ports);
+    }
+
+    [Fact]
+    public void VlanAndRatesBuildLiveObjects()
+    {
+        var port = new PortConfig("p", "tap") { VlanMode = VlanMode.NativeTagged, Tag = 7, Trunks = "7-9", Ingress = new RateConfig(1000, 10, 0, 0) };
+        var vlan = port.BuildVlan();
+        Assert.Equal(VlanMode.NativeTagged, vlan.Mode);
+        Assert.Equal(7, vlan.Tag);
+        Assert.True(vlan.Trunks.Contains(9));
+        Assert.False(vlan.Trunks.Contains(10));
+        var limiter = port.Ingress.Build();
+        Assert.NotNull(limiter);
+        Assert.Equal(1000, limiter.Bytes!.Size);
+        Assert.Equal(10, limiter.Packets!.Size);
+        Assert.Null(port.Egress.Build());
+    }
+}

@@ -1,0 +1,144 @@
+using XenIo.Net.Tap;
+using XenIo.VSwitch.Core;
+using XenIo.VSwitch.Management;
+using XenIo.VSwitch.Ports;
+using Xunit;
+
+namespace XenIo.VSwitch.Tests.Management;
+
+public sealed class SwitchReconcilerTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("xenio-recon-").FullName;
+    private readonly EpollLoop _loop = new("recon-test");
+    private readonly SwitchReconciler _reconciler;
+
+    public SwitchReconcilerTests() => _reconciler = new SwitchReconciler(new PortFactory(_loop));
+
+    public void Dispose()
+    {
+        _reconciler.Dispose();
+        _loop.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private PortConfig Stream(string name) =>
+        new(name, "stream") { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/{name}.sock" } };
+
+    private static SwitchConfig Config(params BridgeConfig[] bridges) =>
+        new(bridges.ToDictionary(b => b.Name, b => b));
+
+    private static BridgeConfig Bridge(string name, params PortConfig[] ports) =>
+        new(name) { Ports = ports.ToDictionary(p => p.Name, p => p) };
+
+    [Fact]
+    public void AddsChangesInPlaceRecreatesAndRemoves()
+    {
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Stream("s1"), Stream("s2")))));
+        var br0 = _reconciler.FindBridge("br0")!;
+        var s1 = br0.FindPort("s1")!;
+        Assert.IsType<StreamPort>(s1);
+        Assert.Equal(2, br0.Ports.Count);
+
+        // VLAN, admin, MTU and rate change in place: the same port object stays.
+        var changed = Stream("s1") with { VlanMode = VlanMode.Access, Tag = 30, AdminUp = false, Mtu = 9000, Ingress = new RateConfig(5000, 0, 0, 0) };
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", changed, Stream("s2")))));
+        Assert.Same(s1, br0.FindPort("s1"));
+        Assert.Equal(VlanMode.Access, s1.Vlan.Mode);
+        Assert.Equal(30, s1.Vlan.Tag);
+        Assert.False(s1.AdminUp);
+        Assert.Equal(9000, s1.Mtu);
+        Assert.Equal(5000, s1.IngressLimit!.Bytes!.Size);
+
+        // New options re-create the port.
+        var moved = changed with { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/other.sock" } };
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", moved, Stream("s2")))));
+        Assert.NotSame(s1, br0.FindPort("s1"));
+        Assert.Null(s1.Bridge);
+        Assert.Equal(30, br0.FindPort("s1")!.Vlan.Tag);
+
+        // Removing a port and then the bridge.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Stream("s2")))));
+        Assert.Null(br0.FindPort("s1"));
+        Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
+        Assert.Null(_reconciler.FindBridge("br0"));
+        Assert.Empty(br0.Ports);
+    }
+
+    [Fact]
+    public void BadPortOptionsAreReportedAndTheRestIsApplied()
+    {
+        var bad = new PortConfig("v1", "vxlan") { Options = new SortedDictionary<string, string> { ["local"] = "nowhere", ["vni"] = "1", ["remotes"] = "127.0.0.1" } };
+        var unknown = new PortConfig("s9", "stream") { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/s9.sock", ["colour"] = "red" } };
+        var errors = _reconciler.Apply(Config(Bridge("br0", bad, unknown, Stream("s1"))));
+        Assert.Equal(2, errors.Count);
+        Assert.Contains(errors, e => e.Contains("br0/v1") && e.Contains("local='nowhere'"));
+        Assert.Contains(errors, e => e.Contains("br0/s9") && e.Contains("'colour'"));
+        Assert.NotNull(_reconciler.FindBridge("br0")!.FindPort("s1"));
+    }
+
+    [Fact]
+    public void PatchPortsJoinTwoBridgesAndLeaveTogether()
+    {
+        var a = new PortConfig("pa", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br1/pb" } };
+        var b = new PortConfig("pb", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br0/pa" } };
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", a), Bridge("br1", b))));
+        var pa = Assert.IsType<PatchPort>(_reconciler.FindBridge("br0")!.FindPort("pa"));
+        Assert.Same(_reconciler.FindBridge("br1")!.FindPort("pb"), pa.Peer);
+
+        // A one-sided patch is an error, and deleting one end takes the other down.
+        var errors = _reconciler.Apply(Config(Bridge("br0"), Bridge("br1", b)));
+        Assert.Null(_reconciler.FindBridge("br1")!.FindPort("pb"));
+        Assert.Contains(errors, e => e.Contains("br1/pb") && e.Contains("not a configured patch port"));
+    }
+
+    [Fact]
+    public void FdbSettingsApply()
+    {
+        _reconciler.Apply(Config(new BridgeConfig("br0") { FdbLimit = 16, FdbAgingSeconds = 10 }));
+        var br0 = _reconciler.FindBridge("br0")!;
+        Assert.Equal(16, br0.Fdb.Limit);
+        Assert.Equal(TimeSpan.FromSeconds(10), br0.Fdb.Aging);
+        _reconciler.Apply(Config(new BridgeConfig("br0") { FdbLimit = 16, FdbAgingSeconds = 20 }));
+        Assert.Same(br0, _reconciler.FindBridge("br0"));
+        Assert.Equal(TimeSpan.FromSeconds(20), br0.Fdb.Aging);
+        _reconciler.Apply(Config(new BridgeConfig("br0") { FdbLimit = 32 }));
+        Assert.Equal(32, _reconciler.FindBridge("br0")!.Fdb.Limit);
+    }
+}
+
+public sealed class SwitchReconcilerFdbTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("xenio-recon-").FullName;
+    private readonly EpollLoop _loop = new("recon-fdb");
+    private readonly SwitchReconciler _reconciler;
+
+    public SwitchReconcilerFdbTests() => _reconciler = new SwitchReconciler(new PortFactory(_loop));
+
+    public void Dispose()
+    {
+        _reconciler.Dispose();
+        _loop.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private PortConfig Stream(string name) =>
+        new(name, "stream") { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/{name}.sock" }, Trunks = "10,20" };
+
+    [Fact]
+    public void UnrelatedChangesKeepLearnedAddresses()
+    {
+        var s1 = Stream("s1");
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1 } } }));
+        var br0 = _reconciler.FindBridge("br0")!;
+        var port = br0.FindPort("s1")!;
+        br0.Fdb.Learn(0x02_00_00_00_00_01, 10, port.Index);
+
+        // Adding another port re-applies s1's unchanged settings: its FDB entries must stay.
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1, ["s2"] = Stream("s2") } } }));
+        Assert.Equal(port.Index, br0.Fdb.Lookup(0x02_00_00_00_00_01, 10));
+
+        // A real VLAN change flushes them (the port must not attract frames for VLANs it left).
+        _reconciler.Apply(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br0"] = new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = s1 with { Trunks = "20" } } } }));
+        Assert.True(br0.Fdb.Lookup(0x02_00_00_00_00_01, 10) < 0);
+    }
+}
