@@ -156,9 +156,18 @@ public sealed class TelnetClientTests
         await using var reader = Tools.Start(socat, "-u", $"TCP:127.0.0.1:{reg.Ports.RawPort}", "-");
         await reader.WaitForAsync("read-only");
         var line = Encoding.ASCII.GetBytes(new string('x', 1023) + "\n");
+        // The guest is never held up: all 8 MiB go out although one viewer reads nothing.
         for (int i = 0; i < 8192; i++) await guest.WriteAsync(line); // 8 MiB
-        await guest.WriteAsync("DONE\r\n"u8.ToArray());
-        await reader.WaitForAsync("DONE", timeoutSeconds: 120);
+        // The reading viewer keeps receiving. On a loaded machine it may itself fall behind and have
+        // whole chunks dropped (with a marker), so the end marker is repeated until it arrives.
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        do
+        {
+            await guest.WriteAsync("DONE\r\n"u8.ToArray());
+            await Task.Delay(200);
+        }
+        while (!reader.Text.Contains("DONE", StringComparison.Ordinal) && DateTime.UtcNow < deadline);
+        Assert.Contains("DONE", reader.Text, StringComparison.Ordinal);
     }
 
     [SkippableFact]
