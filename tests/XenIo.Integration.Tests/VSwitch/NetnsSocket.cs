@@ -1,3 +1,4 @@
+using XenIo.Tests;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace XenIo.Integration.Tests.VSwitch;
+namespace XenIo.Tests;
 
 /// <summary>A network namespace a test creates and deletes (198.18.0.0/15 addresses only, no default route).</summary>
 internal sealed class Netns : IDisposable
