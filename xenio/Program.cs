@@ -16,5 +16,7 @@ internal static class Program
     private static IEnumerable<Command> AllVerbs() =>
     [
         Verbs.XenstoredVerb.Build(),
+        Verbs.HyperdVerb.Build(),
+        .. Verbs.DomainVerbs.Build(),
     ];
 }
