@@ -78,14 +78,14 @@ internal static class DomainVerbs
         return command;
     }
 
-    /// <summary>xl list's table: Name ID Mem VCPUs State Time(s), plus the console port.</summary>
+    /// <summary>xl list's table: Name ID Mem VCPUs State Time(s).</summary>
     public static string Table(IReadOnlyList<DomainInfo> domains)
     {
         var width = Math.Max(40, domains.Select(d => d.Name.Length + 1).DefaultIfEmpty(0).Max());
-        var lines = new List<string> { $"{"Name".PadRight(width)}{"ID",5}{"Mem",6}{"VCPUs",6}{"State",11}{"Time(s)",11}{"Console",8}" };
+        var lines = new List<string> { $"{"Name".PadRight(width)}{"ID",5}{"Mem",6}{"VCPUs",6}{"State",11}{"Time(s)",11}" };
         foreach (var d in domains)
             lines.Add($"{d.Name.PadRight(width)}{d.Domid,5}{d.MemoryMiB,6}{d.Vcpus,6}{StateFlags(d.State),11}" +
-                      $"{d.TimeSeconds.ToString("0.0", CultureInfo.InvariantCulture),11}{d.ConsolePort,8}");
+                      $"{d.TimeSeconds.ToString("0.0", CultureInfo.InvariantCulture),11}");
         return string.Join('\n', lines);
     }
 

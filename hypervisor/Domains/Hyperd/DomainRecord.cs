@@ -68,7 +68,7 @@ public sealed class DomainRecord
         TimeSeconds = Math.Round(Stopwatch.GetElapsedTime(Started).TotalSeconds, 1),
         Uuid = Uuid.ToString("D"),
         AgentPid = Agent?.AgentPid,
-        ConsolePort = ConsolePort,
+        ConsoleEvtchn = ConsolePort,
         ShutdownReason = ShutdownReason?.ToString().ToLowerInvariant(),
     };
 
@@ -85,6 +85,7 @@ public sealed record DomainInfo
 {
     public required string Name { get; init; }
     public int Domid { get; init; }
+    [JsonPropertyName("memory_mib")]
     public long MemoryMiB { get; init; }
     public int Vcpus { get; init; }
     public DomainState State { get; init; }
@@ -93,7 +94,8 @@ public sealed record DomainInfo
     public double TimeSeconds { get; init; }
     public string? Uuid { get; init; }
     public int? AgentPid { get; init; }
-    public uint ConsolePort { get; init; }
+    /// <summary>The guest's console event channel port (<c>console/port</c>); consoled's TCP port is not known to hyperd.</summary>
+    public uint ConsoleEvtchn { get; init; }
     public string? ShutdownReason { get; init; }
 }
 

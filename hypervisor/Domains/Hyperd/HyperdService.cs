@@ -39,6 +39,7 @@ public sealed class HyperdService(IOptions<HyperdOptions> options, ILoggerFactor
     private XenstoredService? _xenstored;
     private XenstoreClient? _dom0;
     private UnixHttpServer? _api;
+    private (CgroupLayout Layout, KernelNames Names)? _kernel;
 
     public DomainManager? Manager { get; private set; }
 
@@ -63,7 +64,12 @@ public sealed class HyperdService(IOptions<HyperdOptions> options, ILoggerFactor
             var logs = Path.Combine(run, "domains");
             Directory.CreateDirectory(logs);
             var names = new KernelNames(_options.Instance);
-            Manager = new DomainManager(_core, _dom0, new AgentSpawner(CgroupLayout.Detect(), names, loggers.CreateLogger<AgentSpawner>()),
+            var layout = CgroupLayout.Detect();
+            _kernel = (layout, names);
+            // Domains of a hyperd that died with this instance name: their memory died with it, so their processes go too.
+            if (DomainLeftovers.Remove(layout, names) is { Count: > 0 } left)
+                _log.LogWarning("hyperd: removed {Count} domains a previous hyperd left: {Names}", left.Count, string.Join(", ", left));
+            Manager = new DomainManager(_core, _dom0, new AgentSpawner(layout, names, loggers.CreateLogger<AgentSpawner>()),
                 new DomainManagerOptions
                 {
                     GrantFrames = _options.GrantFrames,
@@ -114,6 +120,8 @@ public sealed class HyperdService(IOptions<HyperdOptions> options, ILoggerFactor
         _api = null;
         if (Manager is not null) await Manager.DisposeAsync().ConfigureAwait(false);
         Manager = null;
+        if (_kernel is { } k) DomainLeftovers.Remove(k.Layout, k.Names);
+        _kernel = null;
         if (_dom0 is not null) await _dom0.DisposeAsync().ConfigureAwait(false);
         _dom0 = null;
         if (_xenstored is not null) await _xenstored.StopAsync(cancellationToken).ConfigureAwait(false);

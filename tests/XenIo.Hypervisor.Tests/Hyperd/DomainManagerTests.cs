@@ -96,7 +96,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal((DomainIds.Dom0, web.StoreFrame), (store.Domid, store.Frame));
         Assert.True(console.Flags.HasFlag(GrantFlags.PermitAccess));
 
-        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, Vcpus = 2, State = DomainState.Running, ConsolePort = web.ConsolePort }],
+        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
             manager.List().Select(i => i with { TimeSeconds = 0, Uuid = null }));
     }
 
