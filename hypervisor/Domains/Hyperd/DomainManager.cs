@@ -259,6 +259,10 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
         {
             _log.LogError(e, "domain {Name}: applying its lifecycle action failed", domain.Name);
         }
+        finally
+        {
+            domain.MarkSettled();
+        }
     }
 
     private async Task ApplyAsync(DomainRecord domain, LifecycleAction action)
@@ -323,7 +327,7 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
         _log.LogInformation("domain {Name} ({Domid}) destroyed", domain.Name, domain.Domid);
     }
 
-    /// <summary>Asks the guest to power off or reboot (<c>control/shutdown</c>), as xl shutdown/reboot do; optionally waits for it to go.</summary>
+    /// <summary>Asks the guest to power off or reboot (<c>control/shutdown</c>), as xl shutdown/reboot do; optionally waits until it is gone and its on_poweroff/on_reboot was applied.</summary>
     public async Task ShutdownAsync(string nameOrId, bool reboot, TimeSpan? wait = null, CancellationToken cancellationToken = default)
     {
         var domain = Get(nameOrId);
@@ -333,7 +337,7 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
             cancellationToken: cancellationToken).ConfigureAwait(false);
         if (wait is { } timeout && domain.Agent is { } agent)
         {
-            try { await agent.Exited.WaitAsync(timeout, cancellationToken).ConfigureAwait(false); }
+            try { await domain.Settled.WaitAsync(timeout, cancellationToken).ConfigureAwait(false); }
             catch (TimeoutException) { throw new DomainException(504, $"domain '{domain.Name}' did not shut down within {timeout.TotalSeconds:0} s"); }
         }
     }

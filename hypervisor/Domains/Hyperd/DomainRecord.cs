@@ -50,6 +50,13 @@ public sealed class DomainRecord
 
     public GuestAgent? Agent { get; internal set; }
 
+    /// <summary>Completes once the agent has ended and the domain's lifecycle action has been applied.</summary>
+    public Task Settled => _settled.Task;
+
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal void MarkSettled() => _settled.TrySetResult();
+
     /// <summary>The memory target in KiB (<c>memory/target</c>).</summary>
     public long TargetKiB { get; internal set; }
 
