@@ -145,6 +145,29 @@ public sealed class HyperdDomainTests : IAsyncDisposable
         await AssertNothingLeftAsync(web.Agent.AgentPid, again.Agent.AgentPid);
     }
 
+    [SkippableFact]
+    public async Task Sysrq_c_crashes_the_domain_and_unknown_requests_are_ignored()
+    {
+        var (manager, dom0) = await StartAsync();
+        var web = await manager.CreateAsync(Config("web", onCrash: LifecycleAction.Preserve));
+        await AgentOnRingAsync(web);
+        var dom = $"/local/domain/{web.Domid}";
+
+        // Nonsense is acknowledged (cleared) and ignored; the domain keeps running.
+        await dom0.WriteAsync($"{dom}/control/shutdown", "explode");
+        await UntilAsync(async () => await dom0.ReadAsync($"{dom}/control/shutdown") == "", "the agent to acknowledge control/shutdown");
+        await dom0.WriteAsync($"{dom}/control/sysrq", "z");
+        await UntilAsync(async () => await dom0.ReadAsync($"{dom}/control/sysrq") == "", "the agent to acknowledge control/sysrq");
+        Assert.Equal(DomainState.Running, web.State);
+        Assert.False(web.Agent!.Exited.IsCompleted);
+
+        await dom0.WriteAsync($"{dom}/control/sysrq", "c");
+        Assert.Equal(Hypervisor.Domains.Spawn.ShutdownReason.Crash, (await web.Agent.Exited).Reason);
+        await UntilAsync(() => Task.FromResult(web.State == DomainState.Crashed), "web crashed and preserved");
+        await manager.DestroyAsync("web");
+        await AssertNothingLeftAsync(web.Agent.AgentPid);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_manager is not null) await _manager.DisposeAsync();
