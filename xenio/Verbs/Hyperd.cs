@@ -28,6 +28,11 @@ internal static class HyperdVerb
             { runDir, stateDir, instance, pool };
         command.SetAction(parse =>
         {
+            if (!Environment.IsPrivilegedProcess)
+            {
+                Console.Error.WriteLine("xenio hyperd: needs root (namespaces, cgroups, network namespaces): run it with sudo");
+                return 1;
+            }
             var builder = Host.CreateApplicationBuilder();
             builder.Services.Configure<HyperdOptions>(o =>
             {
