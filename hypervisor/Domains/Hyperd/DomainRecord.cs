@@ -72,12 +72,43 @@ public sealed class DomainRecord
         MemoryMiB = TargetKiB / 1024,
         Vcpus = Config.Vcpus,
         State = State,
-        TimeSeconds = Math.Round(Stopwatch.GetElapsedTime(Started).TotalSeconds, 1),
+        TimeSeconds = Math.Round(CpuSeconds(), 1),
+        UptimeSeconds = Math.Round(Stopwatch.GetElapsedTime(Started).TotalSeconds, 1),
         Uuid = Uuid.ToString("D"),
         AgentPid = Agent?.AgentPid,
         ConsoleEvtchn = ConsolePort,
         ShutdownReason = ShutdownReason?.ToString().ToLowerInvariant(),
     };
+
+    /// <summary>
+    /// CPU seconds the domain's processes used (xl's Time(s)), from its cgroup: cgroup v2's
+    /// <c>cpu.stat usage_usec</c> or v1's <c>cpuacct.usage</c>; 0 without an agent.
+    /// </summary>
+    public double CpuSeconds()
+    {
+        if (Agent is not { } agent) return 0;
+        double seconds = 0;
+        foreach (var dir in agent.Cgroup.Directories)
+        {
+            try
+            {
+                var stat = Path.Combine(dir, "cpu.stat");
+                var acct = Path.Combine(dir, "cpuacct.usage");
+                if (File.Exists(stat))
+                {
+                    foreach (var line in File.ReadLines(stat))
+                        if (line.StartsWith("usage_usec ", StringComparison.Ordinal)
+                            && long.TryParse(line.AsSpan(11), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var us))
+                            seconds = Math.Max(seconds, us / 1e6);
+                }
+                else if (File.Exists(acct)
+                    && long.TryParse(File.ReadAllText(acct).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ns))
+                    seconds = Math.Max(seconds, ns / 1e9);
+            }
+            catch (IOException) { /* the cgroup went away with the domain */ }
+        }
+        return seconds;
+    }
 
     internal void CloseEndpoints()
     {
@@ -97,8 +128,11 @@ public sealed record DomainInfo
     public int Vcpus { get; init; }
     public DomainState State { get; init; }
 
-    /// <summary>Seconds since the domain was created (xl shows CPU seconds; XenIo shows wall time).</summary>
+    /// <summary>CPU seconds the domain has used (from its cgroup), as xl shows.</summary>
     public double TimeSeconds { get; init; }
+
+    /// <summary>Wall-clock seconds since the domain was created.</summary>
+    public double UptimeSeconds { get; init; }
     public string? Uuid { get; init; }
     public int? AgentPid { get; init; }
     /// <summary>The guest's console event channel port (<c>console/port</c>); consoled's TCP port is not known to hyperd.</summary>

@@ -104,6 +104,8 @@ public sealed class HyperdDomainTests : IAsyncDisposable
         Assert.Equal("1", await dom0.ReadAsync($"/local/domain/{web.Domid}/control/feature-poweroff"));
         Assert.Equal([("web", DomainState.Running), ("db", DomainState.Running)], manager.List().Select(i => (i.Name, i.State)));
         var pids = new[] { web.Agent!.AgentPid, db.Agent!.AgentPid };
+        // xl's Time(s): CPU time from the domain's cgroup (the agent's start-up at least).
+        Assert.True(web.CpuSeconds() > 0);
 
         // xl shutdown: the agent sees control/shutdown over its ring, stops init and exits as poweroff; on_poweroff=destroy.
         await manager.ShutdownAsync("web", reboot: false, wait: Limit);

@@ -97,7 +97,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.True(console.Flags.HasFlag(GrantFlags.PermitAccess));
 
         Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
-            manager.List().Select(i => i with { TimeSeconds = 0, Uuid = null }));
+            manager.List().Select(i => i with { UptimeSeconds = 0, Uuid = null }));
     }
 
     [Fact]
