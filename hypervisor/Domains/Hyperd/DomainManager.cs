@@ -97,7 +97,14 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
         if (config.Init.Count == 0) throw new DomainException(400, "init: empty command");
         var devids = new HashSet<int>();
         foreach (var vif in config.Vifs)
+        {
             if (vif.Devid < 0 || !devids.Add(vif.Devid)) throw new DomainException(400, $"vif devid {vif.Devid}: negative or used twice");
+            if (vif.Mac is { } mac && !IsUnicastMac(mac)) throw new DomainException(400, $"vif mac '{mac}': expected six hex pairs separated by ':', unicast");
+            // A vifname becomes a Linux interface name: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or spaces.
+            if (vif.Vifname is { } ifname && (ifname.Length is 0 or > 15 || ifname.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
+                throw new DomainException(400, $"vifname '{ifname}': 1..15 letters, digits, '-', '_' or '.'");
+            if (vif.Mtu is < 68 or > 65535) throw new DomainException(400, $"vif mtu {vif.Mtu}: must be 68..65535");
+        }
         var vdevs = new HashSet<int>();
         foreach (var disk in config.Disks)
             if (!vdevs.Add(disk.VirtualDevice)) throw new DomainException(400, $"disk {disk.Vdev}: virtual device used twice");
@@ -184,6 +191,14 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
         if (port < 0 || end is null) throw new DomainException(500, $"domain {domid}: cannot allocate an event channel (errno {-port})");
         endpoint = end;
         return (uint)port;
+    }
+
+    private static bool IsUnicastMac(string mac)
+    {
+        if (mac.Length != 17) return false;
+        for (int i = 0; i < 17; i++)
+            if (i % 3 == 2 ? mac[i] != ':' : !char.IsAsciiHexDigit(mac[i])) return false;
+        return (Convert.ToByte(mac[..2], 16) & 1) == 0;
     }
 
     /// <summary>A MAC in Xen's OUI 00:16:3e, random in its last three bytes (as libxl does).</summary>

@@ -167,6 +167,26 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal(2, (await manager.CreateAsync(Config("web"))).Domid);
     }
 
+    [Theory]
+    [InlineData("01:16:3e:00:00:01", null, 1500)]
+    [InlineData("00:16:3e:00:00", null, 1500)]
+    [InlineData("00-16-3e-00-00-01", null, 1500)]
+    [InlineData(null, "a-very-long-ifname", 1500)]
+    [InlineData(null, "bad/name", 1500)]
+    [InlineData(null, null, 20)]
+    public async Task Bad_vifs_are_refused_before_anything_is_allocated(string? mac, string? vifname, int mtu)
+    {
+        var (manager, dom0) = await StartAsync();
+        var e = await Assert.ThrowsAsync<DomainException>(() => manager.CreateAsync(new DomainConfig
+        {
+            Name = "web", MemoryMiB = 4, Vifs = [new VifConfig { Mac = mac, Vifname = vifname, Mtu = mtu }],
+        }));
+        Assert.Equal(400, e.Status);
+        Assert.Equal(0, _host.Pool.UsedPages);
+        Assert.Empty(manager.List());
+        Assert.Null(await dom0.TryReadAsync("/local/domain/1"));
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_manager is not null) await _manager.DisposeAsync();
