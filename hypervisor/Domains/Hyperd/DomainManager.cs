@@ -37,8 +37,7 @@ public sealed record DomainManagerOptions
 /// Without a spawner, domains are created without an agent and the guest's descriptors stay with the
 /// caller (harnesses, external frontends).
 /// </summary>
-public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawner? spawner, DomainManagerOptions? options = null,
-    ILogger? logger = null) : IAsyncDisposable
+public sealed class DomainManager : IAsyncDisposable
 {
     /// <summary>Owner id of the ports the toolstack allocates in a guest's table for it (the guest's connection did not make them).</summary>
     public const long ToolstackPortOwner = -2;
@@ -46,15 +45,52 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
     /// <summary>Grant refs libxl reserves (GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE).</summary>
     public const uint ConsoleGrantRef = 0, XenstoreGrantRef = 1;
 
-    private readonly DomainManagerOptions _options = options ?? new();
-    private readonly ILogger _log = logger ?? NullLogger.Instance;
+    private readonly CoreHost host;
+    private readonly XenstoreClient dom0;
+    private readonly AgentSpawner? spawner;
+    private readonly DomainManagerOptions _options;
+    private readonly ILogger _log;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly Dictionary<ushort, DomainRecord> _domains = [];
     private readonly Lock _gate = new();
     private ushort _nextDomid = 1;
     private bool _disposed;
 
+    public DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawner? spawner, DomainManagerOptions? options = null, ILogger? logger = null)
+    {
+        this.host = host;
+        this.dom0 = dom0;
+        this.spawner = spawner;
+        _options = options ?? new();
+        _log = logger ?? NullLogger.Instance;
+        host.DomainShutdown += OnHypercallShutdown;
+        host.GuestDisconnected += OnGuestDisconnected;
+    }
+
     public CoreHost Host => host;
+
+    /// <summary>
+    /// SCHEDOP_shutdown from a domain without an agent (a harness or external frontend holding its
+    /// descriptors): the domain ends with that reason. Agents report through their notify pipe instead.
+    /// Raised on the hypercall thread, which destroying a domain needs, so the work goes to the pool.
+    /// </summary>
+    private void OnHypercallShutdown(ushort domid, Hypercalls.ShutdownReason reason)
+    {
+        if (AgentlessDomain(domid) is { } d) _ = Task.Run(() => EndAsync(d, (Spawn.ShutdownReason)(int)reason));
+    }
+
+    /// <summary>An agentless domain whose process closed its hypercall connection without shutting down has crashed.</summary>
+    private void OnGuestDisconnected(ushort domid)
+    {
+        if (AgentlessDomain(domid) is { Hosted.ShutdownReason: null } d) _ = Task.Run(() => EndAsync(d, Spawn.ShutdownReason.Crash));
+    }
+
+    private DomainRecord? AgentlessDomain(ushort domid)
+    {
+        if (spawner is not null) return null; // agents report their end themselves
+        lock (_gate)
+            return _domains.TryGetValue(domid, out var d) && d.Agent is null && d.State is DomainState.Running or DomainState.Paused ? d : null;
+    }
 
     /// <summary>Raised after a domain was destroyed (by request or by its lifecycle action).</summary>
     public event Action<DomainRecord>? Destroyed;
@@ -248,15 +284,18 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
         _ = agent.Exited.ContinueWith(t => OnAgentExitedAsync(domain, t), TaskScheduler.Default).Unwrap();
     }
 
-    private async Task OnAgentExitedAsync(DomainRecord domain, Task<AgentExit> exited)
+    private Task OnAgentExitedAsync(DomainRecord domain, Task<AgentExit> exited) =>
+        EndAsync(domain, exited.IsCompletedSuccessfully ? exited.Result.Reason : Spawn.ShutdownReason.Crash);
+
+    /// <summary>The domain has ended (poweroff, reboot, crash): records it and applies its on_* action.</summary>
+    private async Task EndAsync(DomainRecord domain, Spawn.ShutdownReason reason)
     {
         try
         {
-            var reason = exited.IsCompletedSuccessfully ? exited.Result.Reason : Spawn.ShutdownReason.Crash;
             LifecycleAction action;
             lock (_gate)
             {
-                if (domain.State == DomainState.Dying || !_domains.ContainsKey(domain.Domid)) return;
+                if (domain.State is DomainState.Dying or DomainState.Shutdown or DomainState.Crashed || !_domains.ContainsKey(domain.Domid)) return;
                 domain.ShutdownReason = reason;
                 domain.State = reason == Spawn.ShutdownReason.Crash ? DomainState.Crashed : DomainState.Shutdown;
                 action = reason switch
@@ -350,7 +389,7 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
             throw new DomainException(409, $"domain '{domain.Name}' is {domain.State.ToString().ToLowerInvariant()}");
         await dom0.WriteAsync($"{XenstoreLayout.DomainPath(domain.Domid)}/control/shutdown", reboot ? "reboot" : "poweroff",
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (wait is { } timeout && domain.Agent is { } agent)
+        if (wait is { } timeout)
         {
             try { await domain.Settled.WaitAsync(timeout, cancellationToken).ConfigureAwait(false); }
             catch (TimeoutException) { throw new DomainException(504, $"domain '{domain.Name}' did not shut down within {timeout.TotalSeconds:0} s"); }
@@ -387,6 +426,8 @@ public sealed class DomainManager(CoreHost host, XenstoreClient dom0, AgentSpawn
     public async ValueTask DisposeAsync()
     {
         _disposed = true;
+        host.DomainShutdown -= OnHypercallShutdown;
+        host.GuestDisconnected -= OnGuestDisconnected;
         foreach (var d in Domains) await DestroyAsync(d).ConfigureAwait(false);
     }
 }

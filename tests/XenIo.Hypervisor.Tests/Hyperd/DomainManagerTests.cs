@@ -167,6 +167,42 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal(2, (await manager.CreateAsync(Config("web"))).Domid);
     }
 
+    /// <summary>Takes the domain as its own process would (a harness, an external frontend): memory and hypercall connection.</summary>
+    private static GuestDomain AttachGuest(DomainRecord d)
+    {
+        var memory = d.Hosted.Memory.Duplicate();
+        var hypercall = d.Hosted.TakeGuestEnd();
+        int memFd = (int)memory.DangerousGetHandle(), hcFd = (int)hypercall.DangerousGetHandle();
+        memory.SetHandleAsInvalid();
+        hypercall.SetHandleAsInvalid();
+        return GuestDomain.Attach(memFd, hcFd);
+    }
+
+    [Fact]
+    public async Task An_agentless_domain_ends_by_its_shutdown_hypercall_or_crashes_when_its_connection_closes()
+    {
+        var (manager, dom0) = await StartAsync();
+        var web = await manager.CreateAsync(Config("web") with { OnPoweroff = LifecycleAction.Destroy });
+        var db = await manager.CreateAsync(Config("db") with { OnCrash = LifecycleAction.Preserve });
+        using (var guest = AttachGuest(web))
+        {
+            Assert.Equal(web.Domid, guest.Domid);
+            guest.Hypercalls.Shutdown(Hypervisor.Hypercalls.ShutdownReason.Poweroff);
+            await web.Settled.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        Assert.Null(manager.Find("web"));
+        Assert.Null(await dom0.TryReadAsync($"/local/domain/{web.Domid}"));
+
+        AttachGuest(db).Dispose();
+        await db.Settled.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(DomainState.Crashed, db.State);
+        Assert.Equal(XenIo.Hypervisor.Domains.Spawn.ShutdownReason.Crash, db.ShutdownReason);
+        Assert.Equal("db", await dom0.ReadAsync($"/local/domain/{db.Domid}/name"));
+        Assert.Equal(DomainState.Crashed, Assert.Single(manager.List()).State);
+        await manager.DestroyAsync("db");
+        Assert.Equal(0, _host.Pool.UsedPages);
+    }
+
     [Theory]
     [InlineData("01:16:3e:00:00:01", null, 1500)]
     [InlineData("00:16:3e:00:00", null, 1500)]
