@@ -4,6 +4,7 @@ using System.Text.Json;
 using XenIo.Guest.Consoles;
 using XenIo.Guest.Init;
 using XenIo.Guest.Setup;
+using XenIo.Guest.Xenstore;
 using XenIo.Hypervisor.Domains.Spawn;
 using static XenIo.Guest.Interop.Libc;
 
@@ -28,6 +29,7 @@ internal sealed class Agent(AgentOptions options)
 
     private readonly SemaphoreSlim _wake = new(0);
     private volatile bool _stopRequested;
+    private volatile ShutdownReason _reason = ShutdownReason.Poweroff;
     private string _name = "?";
 
     public int Run()
@@ -48,7 +50,7 @@ internal sealed class Agent(AgentOptions options)
             config = ReadConfig();
             if (!KernelNames.IsValid(config.Name)) throw new ArgumentException($"invalid domain name '{config.Name}'");
             _name = config.Name;
-            foreach (var fd in new[] { config.MemoryFd, config.HypercallFd, config.ConsoleFd })
+            foreach (var fd in new[] { config.MemoryFd, config.HypercallFd, config.ConsoleFd, config.StoreEventFd, config.ConsoleEventFd })
                 if (fd is { } f) Fcntl(f, F_SETFD, FD_CLOEXEC);
 
             GuestMounts.Apply(config.HiddenPaths, config.Userns, Log);
@@ -66,6 +68,8 @@ internal sealed class Agent(AgentOptions options)
             consoleThread.Start();
             notify?.Send(new AgentMessage(AgentMessageKind.Ready, initPid));
             Log($"init {InitDescription(config.Init)} running as pid {initPid}");
+            using var controlStop = new CancellationTokenSource();
+            var control = StartControl(config, controlStop.Token);
 
             var status = Supervise(initPid, config.StopTimeoutMs);
             var (exit, signal) = ChildReaper.Decode(status);
@@ -83,9 +87,15 @@ internal sealed class Agent(AgentOptions options)
                 _wake.Wait(10);
             }
             consoleThread.Join(TimeSpan.FromSeconds(2));
+            var reason = _reason;
+            if (control is not null)
+            {
+                control.ReportAsync(reason == ShutdownReason.Reboot ? "reboot" : "poweroff").GetAwaiter().GetResult();
+                controlStop.Cancel();
+            }
             notify?.Send(signal is { } sig
-                ? new AgentMessage(AgentMessageKind.Shutdown, sig, ShutdownReason.Poweroff, Signaled: true)
-                : new AgentMessage(AgentMessageKind.Shutdown, exit ?? 0, ShutdownReason.Poweroff));
+                ? new AgentMessage(AgentMessageKind.Shutdown, sig, reason, Signaled: true)
+                : new AgentMessage(AgentMessageKind.Shutdown, exit ?? 0, reason));
             return 0;
         }
         catch (Exception e) when (e is IOException or ArgumentException or JsonException or InvalidOperationException
@@ -101,6 +111,47 @@ internal sealed class Agent(AgentOptions options)
         context.Cancel = true;
         _stopRequested = true;
         _wake.Release();
+    }
+
+    /// <summary>
+    /// Opens the domain's xenstore ring (when hyperd introduced it) and serves control/shutdown and
+    /// control/sysrq on a thread-pool task. A ring that cannot be opened leaves the guest running
+    /// without it: hyperd can still destroy it.
+    /// </summary>
+    private GuestControl? StartControl(AgentConfig config, CancellationToken cancellationToken)
+    {
+        GuestControl? control;
+        try { control = GuestControl.Open(config, Log); }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or Hypervisor.Hypercalls.HypercallException)
+        {
+            Log($"cannot open the xenstore ring: {e.Message}");
+            return null;
+        }
+        if (control is null) return null;
+        _ = Task.Run(async () =>
+        {
+            try { await control.RunAsync(OnControl, cancellationToken).ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { Log($"xenstore: {e.Message}"); }
+        }, CancellationToken.None);
+        return control;
+    }
+
+    private void OnControl(ControlRequest request)
+    {
+        switch (request)
+        {
+            case ControlRequest.Crash:
+                Log("sysrq c: crashing the domain");
+                Environment.Exit(Crashed);
+                break;
+            default:
+                _reason = request == ControlRequest.Reboot ? ShutdownReason.Reboot : ShutdownReason.Poweroff;
+                Log($"control: {(request == ControlRequest.Reboot ? "reboot" : "poweroff")}");
+                _stopRequested = true;
+                _wake.Release();
+                break;
+        }
     }
 
     /// <summary>Waits for init, reaping orphans by pid as they come; returns init's wait status.</summary>

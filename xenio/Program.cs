@@ -16,6 +16,8 @@ internal static class Program
     private static IEnumerable<Command> AllVerbs() =>
     [
         Verbs.XenstoredVerb.Build(),
+        Verbs.HyperdVerb.Build(),
+        .. Verbs.DomainVerbs.Build(),
         Verbs.NetbackVerb.Build(),
         Verbs.SwitchVerb.Build(),
         Verbs.CaptureVerb.Build(),

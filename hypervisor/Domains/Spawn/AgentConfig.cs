@@ -32,6 +32,20 @@ public sealed record AgentConfig
     /// <summary>A stream socket the agent bridges init's terminal to (debug console); null: none.</summary>
     public int? ConsoleFd { get; set; }
 
+    /// <summary>The xenstore page's frame in the domain's memory (<c>store/ring-ref</c>), if hyperd introduced the domain.</summary>
+    public uint? StoreFrame { get; set; }
+
+    /// <summary>The guest's store port (unbound for dom0, bound by xenstored at introduction).</summary>
+    public uint? StorePort { get; set; }
+
+    /// <summary>The inherited descriptor of the guest's end of <see cref="StorePort"/>.</summary>
+    public int? StoreEventFd { get; set; }
+
+    /// <summary>The console ring's frame (<c>console/ring-ref</c>) and the guest's console port and its endpoint descriptor.</summary>
+    public uint? ConsoleFrame { get; set; }
+    public uint? ConsolePort { get; set; }
+    public int? ConsoleEventFd { get; set; }
+
     /// <summary>How long init gets between SIGTERM and SIGKILL on a graceful stop.</summary>
     public int StopTimeoutMs { get; set; } = 10_000;
 }

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using XenIo.Hypervisor.Domains.Hyperd;
+using XenIo.Hypervisor.Store;
+
+namespace XenIo.Cli.Verbs;
+
+/// <summary><c>xenio hyperd</c>: the hypervisor and toolstack daemon in the foreground.</summary>
+internal static class HyperdVerb
+{
+    /// <summary>The run directory every verb uses: <c>--run-dir</c>, else <c>XENIO_RUN_DIR</c>, else /run/xenio as root.</summary>
+    public static string RunDirectory(string? option) =>
+        option is { Length: > 0 } ? option
+        : Environment.GetEnvironmentVariable("XENIO_RUN_DIR") is { Length: > 0 } env ? env
+        : XenstoredOptions.DefaultRunDirectory();
+
+    public static Option<string> RunDirOption() => new("--run-dir") { Description = "run directory (default: XENIO_RUN_DIR, else /run/xenio as root)" };
+
+    public static Command Build()
+    {
+        var runDir = RunDirOption();
+        var stateDir = new Option<string>("--state-dir") { Description = "state directory (default /var/lib/xenio)" };
+        var instance = new Option<string>("--instance") { Description = "prefix of kernel-global names (namespaces, cgroups); default XENIO_INSTANCE" };
+        var pool = new Option<long>("--pool-mib") { Description = "page pool size in MiB (default: half the host's memory)" };
+        var command = new Command("hyperd", "run the hypervisor and toolstack daemon (domains, xenstored, control API) in the foreground")
+            { runDir, stateDir, instance, pool };
+        command.SetAction(parse =>
+        {
+            if (!Environment.IsPrivilegedProcess)
+            {
+                Console.Error.WriteLine("xenio hyperd: needs root (namespaces, cgroups, network namespaces): run it with sudo");
+                return 1;
+            }
+            var builder = Host.CreateApplicationBuilder();
+            builder.Services.Configure<HyperdOptions>(o =>
+            {
+                builder.Configuration.GetSection("Hyperd").Bind(o);
+                o.RunDirectory = RunDirectory(parse.GetValue(runDir));
+                if (parse.GetValue(stateDir) is { Length: > 0 } s) o.StateDirectory = s;
+                var inst = parse.GetValue(instance) ?? Environment.GetEnvironmentVariable("XENIO_INSTANCE");
+                if (inst is { Length: > 0 }) o.Instance = inst;
+                if (parse.GetValue(pool) is > 0 and var p) o.PoolMiB = p;
+            });
+            builder.Services.AddSingleton<HyperdService>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<HyperdService>());
+            try
+            {
+                builder.Build().Run();
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine($"xenio hyperd: {e.Message}");
+                return 1;
+            }
+            return 0;
+        });
+        return command;
+    }
+}
