@@ -30,6 +30,8 @@ restore:
 build: restore
 	$(DOTNET) build XenIo.sln -c $(CONFIG) --no-restore -v quiet -nologo -clp:NoSummary
 	$(DOTNET) publish xenio/XenIo.Cli.csproj -c $(CONFIG) --no-restore -v quiet -nologo -o bin/lib
+	@# The guest agent runs once per domain: NativeAOT keeps it small (ARCHITECTURE.md); hyperd finds it next to xenio.
+	$(DOTNET) publish guest/XenIo.Guest.csproj -c $(CONFIG) -r linux-x64 -p:PublishAot=true -v quiet -nologo -o bin/lib
 	@ln -sfn lib/xenio bin/xenio
 	@echo "built: bin/xenio"
 
