@@ -23,6 +23,8 @@ public sealed class DaemonSupervisor
     private readonly string _logDirectory;
     private readonly TextWriter _log;
     private readonly Dictionary<string, Process> _running = [];
+    /// <summary>Start times kept here: Process.StartTime throws once the process has exited.</summary>
+    private readonly Dictionary<string, DateTime> _started = [];
 
     public DaemonSupervisor(SelfCommand self, DaemonSpec hyperd, IReadOnlyList<DaemonSpec> backends, string logDirectory, TextWriter log)
     {
@@ -93,7 +95,7 @@ public sealed class DaemonSupervisor
         lock (_running)
         {
             if (!_running.TryGetValue(name, out var p) || !p.HasExited) return null;
-            var stable = DateTime.Now - p.StartTime > StableAfter;
+            var stable = _started.TryGetValue(name, out var started) && DateTime.UtcNow - started > StableAfter;
             var code = p.ExitCode;
             _running.Remove(name);
             p.Dispose();
@@ -104,7 +106,9 @@ public sealed class DaemonSupervisor
     /// <summary>Backoff doubling from 1 s to <see cref="MaxBackoff"/>, so a daemon that cannot start does not spin.</summary>
     private async Task DelayAsync(string name, Dictionary<string, TimeSpan> backoff, CancellationToken stop)
     {
-        var delay = backoff.TryGetValue(name, out var d) ? d : TimeSpan.FromSeconds(1);
+        bool stable;
+        lock (_running) stable = !_started.TryGetValue(name, out var started) || DateTime.UtcNow - started > StableAfter;
+        var delay = !stable && backoff.TryGetValue(name, out var d) ? d : TimeSpan.FromSeconds(1);
         backoff[name] = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxBackoff.Ticks));
         await Task.Delay(delay, stop).ConfigureAwait(false);
     }
@@ -128,7 +132,11 @@ public sealed class DaemonSupervisor
         foreach (var a in spec.Arguments) psi.ArgumentList.Add(a);
         psi.Environment["XENIO_DAEMON_LOG"] = log;
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {spec.Name}");
-        lock (_running) _running[spec.Name] = process;
+        lock (_running)
+        {
+            _running[spec.Name] = process;
+            _started[spec.Name] = DateTime.UtcNow;
+        }
         _log.WriteLine($"xenio up: started {spec.Name} (pid {process.Id.ToString(CultureInfo.InvariantCulture)}), log {log}");
 
         var deadline = DateTime.UtcNow + ReadyTimeout;

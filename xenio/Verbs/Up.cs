@@ -49,7 +49,9 @@ internal static class UpVerbs
         catch (DirectoryNotFoundException) { return null; }
         catch (IOException)
         {
-            try { return int.Parse(File.ReadAllText(PidFile(run)).Trim(), CultureInfo.InvariantCulture); }
+            // The locked pid file cannot be opened here (.NET takes a shared flock to read), so the pid comes from the
+            // ready file the supervisor writes alongside; 0 while it is still starting.
+            try { return int.Parse(File.ReadAllText(ReadyFile(run)).Trim(), CultureInfo.InvariantCulture); }
             catch (Exception e) when (e is IOException or FormatException or OverflowException) { return 0; }
         }
     }
@@ -58,7 +60,7 @@ internal static class UpVerbs
     {
         if (RunningSupervisor(run) is { } pid)
         {
-            Console.WriteLine($"xenio is already running in {run} (supervisor pid {pid})");
+            Console.WriteLine($"xenio is already running in {run} (supervisor pid {(pid > 0 ? pid : "starting")})");
             return 0;
         }
         File.Delete(ReadyFile(run));
@@ -136,7 +138,12 @@ internal static class UpVerbs
         command.SetAction(parse =>
         {
             var run = Path.GetFullPath(HyperdVerb.RunDirectory(parse.GetValue(runDir)));
-            if (RunningSupervisor(run) is not { } pid || pid <= 0)
+            if (RunningSupervisor(run) is 0)
+            {
+                Console.Error.WriteLine($"xenio down: the supervisor in {run} is still starting; try again");
+                return 1;
+            }
+            if (RunningSupervisor(run) is not { } pid)
             {
                 Console.WriteLine($"xenio is not running in {run}");
                 return 0;
