@@ -45,7 +45,7 @@ public sealed class UpDownTests : IDisposable
     private string Logs() => string.Join("\n", Directory.GetFiles(_logs).Select(f => $"== {f}\n{File.ReadAllText(f)}"));
 
     [SkippableFact]
-    public async Task Up_serves_both_sockets_restarts_a_killed_backend_and_down_stops_everything()
+    public async Task Up_serves_both_sockets_restarts_killed_daemons_and_down_stops_everything()
     {
         Requires.Root();
         var up = Xenio("up", "--run-dir", _run);
@@ -73,6 +73,17 @@ public sealed class UpDownTests : IDisposable
             Assert.True(restarted is not null && restarted != netback, "netback was not restarted\n" + Logs());
             for (int i = 0; i < 600 && !await DaemonSupervisor.AnswersAsync(Path.Combine(_run, "netback.sock"), default); i++) await Task.Delay(50);
             Assert.True(await DaemonSupervisor.AnswersAsync(Path.Combine(_run, "netback.sock"), default), "restarted netback never answered\n" + Logs());
+
+            // hyperd dies: it comes back (removing its predecessor's leftovers), then netback is restarted against the new xenstored.
+            var hyperd = PidOf("hyperd");
+            Assert.NotNull(hyperd);
+            var netbackBefore = restarted;
+            Process.GetProcessById(hyperd.Value).Kill();
+            bool Restarted() => PidOf("hyperd") is { } h && h != hyperd && PidOf("netback") is { } n && n != netbackBefore;
+            for (int i = 0; i < 900 && !(Restarted() && await DaemonSupervisor.AnswersAsync(Path.Combine(_run, "netback.sock"), default)); i++)
+                await Task.Delay(50);
+            Assert.True(Restarted(), "hyperd and netback were not both restarted\n" + Logs());
+            Assert.True(await DaemonSupervisor.AnswersAsync(Path.Combine(_run, "hyperd.sock"), default), "restarted hyperd never answered\n" + Logs());
         }
         finally
         {
