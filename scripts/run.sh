@@ -1,7 +1,6 @@
-#!/usr/bin/env bash
-# make run: start hyperd (with xenstored) and netback in the background, boot the example guests,
-# then say how to reach them. `xenio up` (a supervisor for every daemon) is not built yet, so this
-# script starts the two daemons that exist itself; `make run STOP=1` stops them.
+# make run: `xenio up` (a supervisor that starts hyperd with xenstored, then netback, and restarts them),
+# boot the example guests, then say how to reach them; `make run STOP=1` runs `xenio down` (domains shut
+# down gracefully, then the daemons stop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -11,32 +10,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 run=${XENIO_RUN_DIR:-/run/xenio}
 log=${XENIO_LOG_DIR:-/var/log/xenio}
-export XENIO_RUN_DIR=$run
-mkdir -p "$run" "$log"
+export XENIO_RUN_DIR=$run XENIO_LOG_DIR=$log
 xenio=bin/xenio
 
-stop() {
-  for daemon in netback hyperd; do
-    pid=$(pgrep -f "xenio $daemon --run-dir $run" || true)
-    [ -n "$pid" ] && kill $pid && echo "stopped $daemon ($pid)"
-  done
-  return 0
-}
-if [ "${STOP:-0}" = 1 ]; then stop; exit 0; fi
-
-wait_for() { # socket, name
-  for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done
-  echo "$2 did not start: see $log/$2.log" >&2
-  exit 1
-}
-if [ ! -S "$run/hyperd.sock" ]; then
-  setsid "$xenio" hyperd --run-dir "$run" >>"$log/hyperd.log" 2>&1 < /dev/null &
-  wait_for "$run/hyperd.sock" hyperd
-fi
-if [ ! -S "$run/netback.sock" ]; then
-  setsid "$xenio" netback --run-dir "$run" >>"$log/netback.log" 2>&1 < /dev/null &
-  wait_for "$run/netback.sock" netback
-fi
+if [ "${STOP:-0}" = 1 ]; then exec "$xenio" down --run-dir "$run"; fi
+"$xenio" up --run-dir "$run" --log-dir "$log"
 for cfg in examples/*.cfg; do
   name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$cfg")
   if "$xenio" list --json | grep -q "\"name\":\"$name\""; then continue; fi
@@ -48,11 +26,11 @@ echo
 "$xenio" switch show
 cat <<MSG
 
-Daemons: hyperd (xenstored inside) and netback, run directory $run, logs in $log.
+Daemons: hyperd (xenstored inside) and netback under \`xenio up\`, run directory $run, logs in $log.
   xenstore:   XENSTORED_PATH=$run/xenstored/socket xenstore-ls /local/domain
   a guest:    ip netns exec web sh      (each guest's network namespace is named after it)
   capture:    $xenio capture xenbr0 -w - | tshark -r -
   shut down:  $xenio shutdown web -w    destroy: $xenio destroy client
-  stop all:   sudo make run STOP=1
+  stop all:   sudo make run STOP=1   (xenio down: shuts the guests down, then the daemons)
 Not wired yet: guests' vifs to the switch (netfront/netback), their disks and telnet consoles.
 MSG

@@ -21,5 +21,7 @@ internal static class Program
         Verbs.NetbackVerb.Build(),
         Verbs.SwitchVerb.Build(),
         Verbs.CaptureVerb.Build(),
+        Verbs.UpVerbs.BuildUp(),
+        Verbs.UpVerbs.BuildDown(),
     ];
 }
