@@ -103,7 +103,7 @@ public sealed class UpDownTests : IDisposable
     {
         Requires.Root();
         var agent = FindGuestAgent();
-        Skip.If(agent is null, "no xenio-guest build found (bin/xenio-guest or guest/bin/*/net10.0/xenio-guest): run `make build` first");
+        Skip.If(agent is null, "no xenio-guest build found (bin/lib/xenio-guest or guest/bin/*/net10.0/xenio-guest): run `make build` first");
         var repo = RepoRoot()!;
         var env = new Dictionary<string, string> { ["XENIO_GUEST_AGENT"] = agent! };
         var up = Xenio(env, "up", "--run-dir", _run);
@@ -133,9 +133,10 @@ public sealed class UpDownTests : IDisposable
     private static string? FindGuestAgent()
     {
         if (RepoRoot() is not { } repo) return null;
-        string[] candidates = [Path.Combine(repo, "bin", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Debug", "net10.0", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Release", "net10.0", "xenio-guest")];
+        // `make build` publishes the NativeAOT agent next to xenio; a plain build leaves the JIT one.
+        string[] candidates = [Path.Combine(repo, "bin", "lib", "xenio-guest"),
+            Path.Combine(repo, "guest", "bin", "Release", "net10.0", "xenio-guest"),
+            Path.Combine(repo, "guest", "bin", "Debug", "net10.0", "xenio-guest")];
         return candidates.FirstOrDefault(File.Exists);
     }
 
