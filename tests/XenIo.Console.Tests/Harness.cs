@@ -1,50 +1,18 @@
+using XenIo.Tests;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using XenIo.Consoled.Rings;
 
 namespace XenIo.Consoled.Tests;
 
 /// <summary>A started consoled with its own temp log directory; consoles come from in-process guests.</summary>
-public sealed class Harness : IAsyncDisposable
-{
-    private readonly List<LocalConsoleFrontend> _guests = [];
-
-    public Harness(Action<ConsoledOptions>? configure = null)
+public sealed class Harness(Action<ConsoledOptions>? configure = null)
+    : LocalConsoled(Directory.CreateTempSubdirectory("xenio-consoled").FullName, o =>
     {
-        LogDirectory = Directory.CreateTempSubdirectory("xenio-consoled").FullName;
-        Options = new ConsoledOptions { RawPorts = true, RateLimit = RateLimit.Unlimited };
-        Options.Log.Directory = LogDirectory;
-        Options.Multiplexer.AuthTimeout = TimeSpan.FromSeconds(5);
-        configure?.Invoke(Options);
-        Service = new ConsoledService(Options, NullLoggerFactory.Instance);
-        Service.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
-    }
-
-    public string LogDirectory { get; }
-
-    public ConsoledOptions Options { get; }
-
-    public ConsoledService Service { get; }
-
-    public (LocalConsoleFrontend Guest, ConsoleRegistration Registration) AddGuest(string name, Action<ConsoleSpec>? configure = null)
-    {
-        var guest = new LocalConsoleFrontend();
-        _guests.Add(guest);
-        var spec = new ConsoleSpec(name);
-        configure?.Invoke(spec);
-        return (guest, Service.RegisterRing(spec, guest.Page, guest.BackendDoorbell));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await Service.StopAsync(CancellationToken.None);
-        Service.Dispose();
-        foreach (var g in _guests) await g.DisposeAsync();
-        Directory.Delete(LogDirectory, recursive: true);
-    }
-}
+        o.Multiplexer.AuthTimeout = TimeSpan.FromSeconds(5);
+        configure?.Invoke(o);
+    });
 
 /// <summary>A TCP client that keeps everything it receives (as Latin-1, byte for byte).</summary>
 public sealed class RawClient : IAsyncDisposable

@@ -1,50 +1,22 @@
+using XenIo.Tests;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using XenIo.Consoled;
 using XenIo.Consoled.Rings;
 
 namespace XenIo.Bench.Consoles;
 
 /// <summary>consoled started for a benchmark, with in-process guests and a scratch log directory.</summary>
-internal sealed class BenchConsoled : IAsyncDisposable
+internal sealed class BenchConsoled(string workDirectory) : LocalConsoled(Path.Combine(workDirectory, $"console-{Guid.NewGuid():N}"), o =>
 {
-    private readonly List<LocalConsoleFrontend> _guests = [];
-
-    public BenchConsoled(string workDirectory)
-    {
-        LogDirectory = Path.Combine(workDirectory, $"console-{Guid.NewGuid():N}");
-        var options = new ConsoledOptions { RawPorts = true, RateLimit = RateLimit.Unlimited };
-        options.Log.Directory = LogDirectory;
-        options.Log.MaxBytes = 64 * 1024 * 1024;
-        options.Log.Rotations = 1;
-        options.Multiplexer.MaxViewersPerConsole = 64;
-        Service = new ConsoledService(options, NullLoggerFactory.Instance);
-        Service.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
-    }
-
-    public string LogDirectory { get; }
-
-    public ConsoledService Service { get; }
-
-    public (LocalConsoleFrontend Guest, ConsoleRegistration Registration) AddGuest(string name)
-    {
-        var guest = new LocalConsoleFrontend();
-        _guests.Add(guest);
-        return (guest, Service.RegisterRing(new ConsoleSpec(name), guest.Page, guest.BackendDoorbell));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await Service.StopAsync(CancellationToken.None);
-        Service.Dispose();
-        foreach (var g in _guests) await g.DisposeAsync();
-        Directory.Delete(LogDirectory, recursive: true);
-    }
-
+    o.Log.MaxBytes = 64 * 1024 * 1024;
+    o.Log.Rotations = 1;
+    o.Multiplexer.MaxViewersPerConsole = 64;
+})
+{
     /// <summary>Connects to a raw port and waits for the attach notice.</summary>
     public static async Task<Socket> AttachAsync(int port)
     {

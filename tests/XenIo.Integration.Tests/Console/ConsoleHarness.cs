@@ -1,47 +1,14 @@
+using XenIo.Tests;
 using System.Diagnostics;
 using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using XenIo.Consoled;
 using XenIo.Consoled.Rings;
 
 namespace XenIo.Integration.Tests.Consoles;
 
 /// <summary>consoled started in-process, with guests whose console rings live in this process.</summary>
-public sealed class ConsoleHarness : IAsyncDisposable
-{
-    private readonly List<LocalConsoleFrontend> _guests = [];
-
-    public ConsoleHarness(Action<ConsoledOptions>? configure = null)
-    {
-        LogDirectory = Directory.CreateTempSubdirectory("xenio-consoled-it").FullName;
-        Options = new ConsoledOptions { RawPorts = true, RateLimit = RateLimit.Unlimited };
-        Options.Log.Directory = LogDirectory;
-        configure?.Invoke(Options);
-        Service = new ConsoledService(Options, NullLoggerFactory.Instance);
-        Service.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
-    }
-
-    public string LogDirectory { get; }
-
-    public ConsoledOptions Options { get; }
-
-    public ConsoledService Service { get; }
-
-    public (LocalConsoleFrontend Guest, ConsoleRegistration Registration) AddGuest(string name)
-    {
-        var guest = new LocalConsoleFrontend();
-        _guests.Add(guest);
-        return (guest, Service.RegisterRing(new ConsoleSpec(name), guest.Page, guest.BackendDoorbell));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await Service.StopAsync(CancellationToken.None);
-        Service.Dispose();
-        foreach (var g in _guests) await g.DisposeAsync();
-        Directory.Delete(LogDirectory, recursive: true);
-    }
-}
+public sealed class ConsoleHarness(Action<ConsoledOptions>? configure = null)
+    : LocalConsoled(Directory.CreateTempSubdirectory("xenio-consoled-it").FullName, configure);
 
 /// <summary>A guest "shell": echoes what it is sent and answers each line with "ran: line".</summary>
 public sealed class EchoShell : IAsyncDisposable
