@@ -16,7 +16,7 @@ internal static class HyperdVerb
         : Environment.GetEnvironmentVariable("XENIO_RUN_DIR") is { Length: > 0 } env ? env
         : XenstoredOptions.DefaultRunDirectory();
 
-    public static Option<string> RunDirOption() => new("--run-dir") { Description = "run directory (default: XENIO_RUN_DIR, else /run/xenio as root)" };
+    public static Option<string> RunDirOption() => new("--run-dir") { Description = "the instance's run directory (default: $XENIO_RUN_DIR, else /run/xenio as root)", Recursive = true };
 
     public static Command Build()
     {

@@ -10,12 +10,10 @@ namespace XenIo.Cli.Verbs;
 /// <summary>Finds a running instance: <c>--run-dir</c>, else <c>XENIO_RUN_DIR</c>, else the default run directory.</summary>
 internal static class Instance
 {
-    public static Option<string> RunDirOption() => new("--run-dir") { Description = "the instance's run directory (default: $XENIO_RUN_DIR, else /run/xenio as root)", Recursive = true };
+    public static Option<string> RunDirOption() => HyperdVerb.RunDirOption();
 
     public static string RunDirectory(ParseResult parse, Option<string> option) =>
-        parse.GetValue(option) is { Length: > 0 } r ? r
-        : Environment.GetEnvironmentVariable("XENIO_RUN_DIR") is { Length: > 0 } e ? e
-        : XenstoredOptions.DefaultRunDirectory();
+        HyperdVerb.RunDirectory(parse.GetValue(option));
 
     /// <summary>A dom0 xenstore connection, or a <see cref="CliException"/> saying how to start xenstored.</summary>
     public static async Task<XenstoreClient> XenstoreAsync(string runDirectory, CancellationToken cancellationToken)
