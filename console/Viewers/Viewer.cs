@@ -432,7 +432,9 @@ public sealed class Viewer : ITelnetEvents
                 if (!open && _queue.Count > 0) open = true;
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException or ConnectionResetException or ConnectionAbortedException)
+        // A viewer that went away (broken pipe, reset) ends its own send loop; it is no error of consoled's.
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
+                                  or InvalidOperationException or ConnectionResetException or ConnectionAbortedException)
         {
         }
         finally
