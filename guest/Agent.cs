@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using XenIo.Guest.Consoles;
+using XenIo.Guest.Devices;
 using XenIo.Guest.Init;
 using XenIo.Guest.Setup;
 using XenIo.Guest.Xenstore;
@@ -39,6 +40,7 @@ internal sealed class Agent(AgentOptions options)
         Pty pty;
         int initPid;
         IConsoleFrontend console;
+        FrontendContext? frontends;
         try
         {
             foreach (var fd in new[] { options.ConfigFd, options.NotifyFd, options.ConsoleFd })
@@ -57,8 +59,8 @@ internal sealed class Agent(AgentOptions options)
             GuestIdentity.SetHostname(config.Name);
             GuestIdentity.LoopbackUp();
             pty = Pty.Open();
-            var consoleFd = options.ConsoleFd ?? config.ConsoleFd;
-            console = consoleFd is { } c ? new SocketConsole(c) : new DiscardConsole();
+            frontends = OpenFrontends(config);
+            console = ChooseConsole(config, frontends);
 
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
@@ -69,7 +71,8 @@ internal sealed class Agent(AgentOptions options)
             notify?.Send(new AgentMessage(AgentMessageKind.Ready, initPid));
             Log($"init {InitDescription(config.Init)} running as pid {initPid}");
             using var controlStop = new CancellationTokenSource();
-            var control = StartControl(config, controlStop.Token);
+            var control = StartControl(frontends, controlStop.Token);
+            if (frontends is not null) FrontendDrivers.Start(frontends, FrontendDrivers.Create(), controlStop.Token);
 
             var status = Supervise(initPid, config.StopTimeoutMs);
             var (exit, signal) = ChildReaper.Decode(status);
@@ -114,20 +117,34 @@ internal sealed class Agent(AgentOptions options)
     }
 
     /// <summary>
-    /// Opens the domain's xenstore ring (when hyperd introduced it) and serves control/shutdown and
-    /// control/sysrq on a thread-pool task. A ring that cannot be opened leaves the guest running
-    /// without it: hyperd can still destroy it.
+    /// Opens the domain's memory and xenstore ring (when hyperd introduced it) for the frontends. A ring
+    /// that cannot be opened leaves the guest running without devices: hyperd can still destroy it.
     /// </summary>
-    private GuestControl? StartControl(AgentConfig config, CancellationToken cancellationToken)
+    private FrontendContext? OpenFrontends(AgentConfig config)
     {
-        GuestControl? control;
-        try { control = GuestControl.Open(config, Log); }
-        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or Hypervisor.Hypercalls.HypercallException)
+        try { return FrontendContext.Open(config, Log); }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or InvalidOperationException
+            or Hypervisor.Hypercalls.HypercallException)
         {
             Log($"cannot open the xenstore ring: {e.Message}");
             return null;
         }
-        if (control is null) return null;
+    }
+
+    /// <summary>
+    /// Where init's terminal goes: the debug console socket when one was given, else nothing.
+    /// </summary>
+    private IConsoleFrontend ChooseConsole(AgentConfig config, FrontendContext? frontends)
+    {
+        var consoleFd = options.ConsoleFd ?? config.ConsoleFd;
+        return consoleFd is { } c ? new SocketConsole(c) : new DiscardConsole();
+    }
+
+    /// <summary>Serves control/shutdown and control/sysrq on a thread-pool task.</summary>
+    private GuestControl? StartControl(FrontendContext? frontends, CancellationToken cancellationToken)
+    {
+        if (frontends is null) return null;
+        var control = new GuestControl(frontends);
         _ = Task.Run(async () =>
         {
             try { await control.RunAsync(OnControl, cancellationToken).ConfigureAwait(false); }

@@ -1,7 +1,4 @@
-using XenIo.Hypervisor.Domains;
-using XenIo.Hypervisor.Domains.Spawn;
-using XenIo.Hypervisor.Events;
-using XenIo.Hypervisor.Memory;
+using XenIo.Guest.Devices;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 
@@ -18,45 +15,15 @@ internal enum ControlRequest
 }
 
 /// <summary>
-/// The agent's xenstore side, as a Linux guest's xenbus and its <c>drivers/xen/manage.c</c>: the store
-/// ring on its own memory (the frame and port hyperd wrote in <c>store/ring-ref</c> and
-/// <c>store/port</c>), feature and status nodes, and watches on <c>control/shutdown</c> (poweroff,
+/// The agent's <c>drivers/xen/manage.c</c>: feature and status nodes, and watches on <c>control/shutdown</c> (poweroff,
 /// halt, reboot) and <c>control/sysrq</c>. A request is acknowledged by writing the node back empty,
 /// as Linux does. Values come from dom0 but are still parsed strictly: anything else is logged and ignored.
 /// </summary>
-internal sealed class GuestControl : IAsyncDisposable
+internal sealed class GuestControl(FrontendContext context)
 {
-    private readonly GuestDomain _domain;
-    private readonly Action<string> _log;
+    private readonly Action<string> _log = context.Log;
 
-    private GuestControl(GuestDomain domain, XenstoreClient store, Action<string> log)
-    {
-        _domain = domain;
-        Store = store;
-        _log = log;
-    }
-
-    public XenstoreClient Store { get; }
-
-    /// <summary>Maps the domain from its inherited descriptors and opens the store ring; null when hyperd gave none.</summary>
-    public static GuestControl? Open(AgentConfig config, Action<string> log)
-    {
-        if (config is not { MemoryFd: { } memFd, HypercallFd: { } hcFd, StoreFrame: { } frame, StorePort: { } port, StoreEventFd: { } evFd })
-            return null;
-        var domain = GuestDomain.Attach(memFd, hcFd);
-        try
-        {
-            if (frame < domain.GrantTable.GrantFrames || PageMemory.TryCreate(domain.Memory, frame) is not { } page)
-                throw new InvalidDataException($"store frame {frame} is not a page of the domain's memory");
-            var channel = new EventChannel(port, evFd);
-            return new GuestControl(domain, XenstoreClient.OverRing(page.Memory, new EventChannelDoorbell(channel)), log);
-        }
-        catch
-        {
-            domain.Dispose();
-            throw;
-        }
-    }
+    public XenstoreClient Store { get; } = context.Store;
 
     /// <summary>Announces the agent (features, <c>data/agent</c>), then serves control requests until cancelled.</summary>
     public async Task RunAsync(Action<ControlRequest> onRequest, CancellationToken cancellationToken)
@@ -128,10 +95,4 @@ internal sealed class GuestControl : IAsyncDisposable
     }
 
     private static string Printable(string s) => s.Length > 32 || s.Any(char.IsControl) ? "…" : s;
-
-    public async ValueTask DisposeAsync()
-    {
-        await Store.DisposeAsync().ConfigureAwait(false);
-        _domain.Dispose();
-    }
 }
