@@ -94,6 +94,12 @@ internal sealed partial class VifQueue
 
     private bool DrainRxLocked()
     {
+        // Reading req_prod is what catches an RX ring the frontend broke, even with nothing to place.
+        if (_rx.UnconsumedRequests == 0 && _rx.IsBroken)
+        {
+            Fail($"rx ring: {_rx.Error}");
+            return false;
+        }
         var any = false;
         while (_rxPendingCount > 0 && !_stopping)
         {

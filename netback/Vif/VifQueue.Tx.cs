@@ -18,7 +18,7 @@ internal sealed partial class VifQueue
     /// <summary>XEN_NETBK_LEGACY_SLOTS_MAX: a packet of more data slots is dropped.</summary>
     public const int MaxSlots = NetifLimits.MinSlotsPerPacket;
 
-    /// <summary>Linux's fatal_skb_slots default: a packet claiming this many slots disconnects the frontend.</summary>
+    /// <summary>Linux's fatal_skb_slots default: a packet claiming more slots than this disconnects the frontend (19-20 are dropped).</summary>
     public const int FatalSlots = 20;
 
     /// <summary>One of each extra type at most (GSO, MCAST_ADD, MCAST_DEL, HASH).</summary>
@@ -274,7 +274,7 @@ internal sealed partial class VifQueue
         {
             if (slots >= FatalSlots)
             {
-                Fail($"tx: a packet of {FatalSlots} or more slots");
+                Fail($"tx: a packet of more than {FatalSlots} slots");
                 return false;
             }
             if (!_tx.TryConsumeRequest(out last))
