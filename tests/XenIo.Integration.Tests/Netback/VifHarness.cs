@@ -43,12 +43,16 @@ public sealed class VifHarness : IAsyncDisposable
         Listener = new XenstoreSocketListener(Daemon, XenstoreSocketListener.PathUnder(_dir));
     }
 
-    public static async Task<VifHarness> StartAsync(int maxQueues = 4)
+    /// <summary>The run directory: hypercall.sock and xenstored/socket, as a netback daemon expects them.</summary>
+    public string Dir => _dir;
+
+    /// <param name="inProcessNetback">False when the test runs netback itself (the daemon, in its own process).</param>
+    public static async Task<VifHarness> StartAsync(int maxQueues = 4, bool inProcessNetback = true)
     {
         var h = new VifHarness();
         h.Dom0 = await XenstoreClient.ConnectAsync(h.Listener.SocketPath);
         h.Manager = new DomainManager(h.Host, h.Dom0, spawner: null);
-        await h.StartNetbackAsync(maxQueues);
+        if (inProcessNetback) await h.StartNetbackAsync(maxQueues);
         return h;
     }
 
@@ -67,6 +71,7 @@ public sealed class VifHarness : IAsyncDisposable
     /// <summary>Stops the vif service the way a killed netback stops: nothing is written to xenstore on the way out.</summary>
     public async Task StopNetbackAsync()
     {
+        if (_service is null) return;
         await _stop.CancelAsync();
         try { await _service!; }
         catch (OperationCanceledException) { }
