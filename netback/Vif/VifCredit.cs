@@ -31,7 +31,7 @@ public sealed class VifCredit
         if (limit is null) return true;
         var now = Stopwatch.GetTimestamp();
         var interval = Math.Max(1, (long)limit.IntervalUsecs * Stopwatch.Frequency / 1_000_000);
-        if (!ReferenceEquals(limit, _applied))
+        if (!Equals(limit, _applied))
         {
             // A new limit starts with a full credit.
             _applied = limit;

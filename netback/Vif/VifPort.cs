@@ -63,6 +63,8 @@ public sealed class VifPort : SwitchPort
     {
         lock (_gate)
         {
+            // Only a real change resets the credit: re-reading the same key must not refill it.
+            if (Equals(_rate, rate)) return;
             Volatile.Write(ref _rate, rate);
             foreach (var q in _queues) q.Credit.SetLimit(rate);
         }

@@ -24,6 +24,11 @@ public sealed record VifSettings
     public string Bridge { get; init; } = "xenbr0";
     public string? Vifname { get; init; }
 
+    /// <summary>Value equality including the address list (a record compares arrays by reference).</summary>
+    public bool SameAs(VifSettings other) =>
+        Mac == other.Mac && Ipv4.AsSpan().SequenceEqual(other.Ipv4) && Equals(Rate, other.Rate) && Mtu == other.Mtu && Vlan == other.Vlan
+        && Bridge == other.Bridge && Vifname == other.Vifname;
+
     public static bool TryParseMac(string? text, out ulong mac)
     {
         mac = 0;

@@ -112,6 +112,11 @@ public sealed class VifBackendService(
                 // A node removed between two reads, a permission the guest changed: look again later.
                 log($"vif {key}: {e.Message}");
             }
+            catch (Exception e) when (e is not (IOException or OperationCanceledException))
+            {
+                // Our bug, not the guest's: that device is left as it is, the others are served.
+                log($"vif {key}: {e.GetType().Name}: {e.Message}");
+            }
         }
     }
 
@@ -253,7 +258,7 @@ public sealed class VifBackendService(
     {
         var errors = new List<string>();
         var settings = VifSettings.Parse(k => backend.GetValueOrDefault(k), errors);
-        if (settings == device.Settings) return;
+        if (settings.SameAs(device.Settings)) return;
         var old = device.Settings;
         device.Settings = settings;
         if (old.Rate != settings.Rate)

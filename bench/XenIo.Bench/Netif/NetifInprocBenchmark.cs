@@ -92,10 +92,12 @@ public sealed class NetifInprocBenchmark : ISystemBenchmark
         await Task.Delay(Warmup, cancellationToken);
         var start = Interlocked.Read(ref received);
         var dropsStart = vb.Counters.TotalDrops;
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
         var watch = Stopwatch.StartNew();
         await Task.Delay(Measure, cancellationToken);
         var frames = Interlocked.Read(ref received) - start;
         var seconds = watch.Elapsed.TotalSeconds;
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         var drops = vb.Counters.TotalDrops - dropsStart;
         await stop.CancelAsync();
         sender.Join();
@@ -104,6 +106,8 @@ public sealed class NetifInprocBenchmark : ISystemBenchmark
 
         context.Report("netif.inproc_mpps_64B", frames / seconds / 1e6, "Mpps",
             $"frontend TX ring → vif (grant copy) → vswitch → vif (grant copy) → frontend RX ring, one process, 2 domains; {drops} dropped at the receiving vif (RX queue full)");
+        context.ReportAtMost("netif.inproc_alloc_bytes_per_frame", (double)allocated / Math.Max(1, frames), "B", 1,
+            "whole process (both frontends, both vifs, the bridge, the benchmark's own timer) over the measured window");
         context.Report("netif.inproc_frames_checked", checkedFrames, "frames", "1 in 1024 compared byte for byte; all equal");
         va.Disconnect();
         vb.Disconnect();
