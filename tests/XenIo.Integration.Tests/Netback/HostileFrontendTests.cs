@@ -149,6 +149,7 @@ public sealed class HostileFrontendTests(ITestOutputHelper output)
         Assert.Equal(sessions, (int)port.Stats.Failures);
         Assert.True(port.Stats.TxBadGrants > 0 && port.Stats.TxMalformed > 0 && port.Stats.TxSpoofDrops > 0 && port.Stats.TxTooManySlots > 0);
         Assert.True(port.Stats.RxBadGrants > 0, "the hostile RX postings were never used");
+        Assert.True(port.Stats.EventsRateLimited > 0, "the event storms were served at full speed");
         // One log line per disconnection.
         Assert.Equal(sessions, h.Log.Count(l => l.Contains($"vif vif{evil.Domid}.0 (domain {evil.Domid}): disconnected:")));
         // Each kind of violation was seen for what it is.

@@ -48,6 +48,13 @@ public static class HostileNetfrontRole
     {
         long sent = 0;
         var packets = 0;
+        // An event storm: notifications with no work behind them (XSA-332).
+        var storm = System.Diagnostics.Stopwatch.StartNew();
+        while (storm.ElapsedMilliseconds < 50)
+        {
+            front.TxEvent.Notify();
+            front.RxEvent.Notify();
+        }
         PostBadRx(front, rng);
         while (sent < budget && !front.TxEvent.PeerClosed)
         {
