@@ -250,4 +250,35 @@ public sealed class VifDataPathTests
         while (h.Port(ra.Domid).Rate != new XenIo.Netback.Vif.VifRateLimit(1000000, 1000) && DateTime.UtcNow < deadline) await Task.Delay(20);
         Assert.Equal(new XenIo.Netback.Vif.VifRateLimit(1000000, 1000), h.Port(ra.Domid).Rate);
     }
+
+    [Fact]
+    public async Task A_vif_leaves_its_bridge_with_its_backend_node_and_others_keep_forwarding()
+    {
+        await using var h = await VifHarness.StartAsync();
+        var (ra, ga) = await h.CreateGuestAsync("a", MacA);
+        var (rb, gb) = await h.CreateGuestAsync("b", MacB);
+        var (rc, gc) = await h.CreateGuestAsync("c", MacC);
+        var fa = h.Frontend(ra, ga, split: false);
+        var fb = h.Frontend(rb, gb, split: false);
+        var fc = h.Frontend(rc, gc, split: true);
+        foreach (var f in new[] { fa, fb, fc })
+        {
+            await h.ConnectAsync(f);
+            f.PostRx();
+        }
+        var port = h.Port(ra.Domid);
+        Assert.Contains(port, h.Bridge.Ports);
+
+        await h.Manager.DestroyAsync(ra);
+        var deadline = DateTime.UtcNow + VifHarness.Limit;
+        while (!h.Log.Contains($"vif vif{ra.Domid}.0 removed") && DateTime.UtcNow < deadline) await Task.Delay(10);
+        Assert.DoesNotContain(port, h.Bridge.Ports);
+        Assert.False(port.IsConnected);
+        Assert.Contains(h.Log, l => l == $"vif vif{ra.Domid}.0 removed");
+
+        var rng = new Random(8);
+        var frame = Random(MacC, MacB, 700, rng);
+        Send(fb, frame);
+        Assert.Equal(frame, Receive(fc)!.Value.Frame);
+    }
 }

@@ -129,8 +129,17 @@ public sealed class VifHarness : IAsyncDisposable
         await WaitBackendStateAsync(front.Domid, 4, devid);
     }
 
-    public VifPort Port(int domid, int devid = 0) =>
-        Vifs.Vifs.FirstOrDefault(v => v.Domid == domid && v.Devid == devid)?.Port ?? throw new InvalidOperationException($"no vif {domid}/{devid}; log:\n{string.Join('\n', Log)}");
+    /// <summary>The vif's port, as soon as the service lists it (its snapshot follows its xenstore writes).</summary>
+    public VifPort Port(int domid, int devid = 0)
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (true)
+        {
+            if (Vifs.Vifs.FirstOrDefault(v => v.Domid == domid && v.Devid == devid)?.Port is { } port) return port;
+            if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"no vif {domid}/{devid}; log:\n{string.Join('\n', Log)}");
+            Thread.Sleep(5);
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
