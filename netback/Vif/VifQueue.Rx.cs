@@ -14,7 +14,15 @@ namespace XenIo.Netback.Vif;
 internal sealed partial class VifQueue
 {
     /// <summary>Frames held for a frontend that has not posted RX buffers; more are dropped.</summary>
-    public const int RxQueueMax = 128;
+    public const int RxQueueMax = RxQueueSmall + RxQueueLarge;
+
+    /// <summary>
+    /// The queue is bounded in bytes as well as frames (Linux's rx_queue_max, XSA-392): up to 128 frames
+    /// of at most <see cref="RxSmallFrame"/> bytes and 8 larger (GSO) ones, about 800 KiB per queue.
+    /// </summary>
+    private const int RxQueueSmall = 128;
+    private const int RxQueueLarge = 8;
+    private const int RxSmallFrame = 2048;
 
     /// <summary>A frontend whose RX buffers fail grant copy this many frames in a row is disconnected.</summary>
     public const int MaxConsecutiveBadRxGrants = 64;
@@ -23,6 +31,7 @@ internal sealed partial class VifQueue
 
     private readonly Lock _rxGate = new();
     private readonly PacketBufferPool _rxPool;
+    private readonly PacketBufferPool _rxSmallPool = new(RxSmallFrame, RxQueueSmall);
     private readonly PacketBuffer[] _rxPending = new PacketBuffer[RxQueueMax];
     private int _rxPendingHead;
     private int _rxPendingCount;
@@ -57,7 +66,7 @@ internal sealed partial class VifQueue
                 if (placed == Placement.Placed) return DropReason.None;
                 if (placed == Placement.Failed) return _stopping ? DropReason.LinkDown : DropReason.TxError;
             }
-            if (_rxPendingCount == RxQueueMax || _rxPool.Rent() is not { } buffer)
+            if (_rxPendingCount == RxQueueMax || (frame.Length <= RxSmallFrame ? _rxSmallPool : _rxPool).Rent() is not { } buffer)
             {
                 Interlocked.Increment(ref _vif.Stats.RxQueueDrops);
                 return DropReason.QueueFull;

@@ -56,7 +56,7 @@ internal sealed partial class VifQueue
         }
         _txStaging = new byte[TxStagingBytes];
         for (var i = 0; i < TxBatch; i++) _txBuffers[i] = PacketBuffer.Wrap(_txStaging, PacketBuffer.Headroom, 0);
-        _rxPool = new PacketBufferPool(VSwitch.Core.PacketBuffer.Headroom + 65535 + 64, RxQueueMax);
+        _rxPool = new PacketBufferPool(NetifLimits.MaxPacketSize + 64, RxQueueLarge);
     }
 
     public int Index { get; }

@@ -281,4 +281,35 @@ public sealed class VifDataPathTests
         Send(fb, frame);
         Assert.Equal(frame, Receive(fc)!.Value.Frame);
     }
+
+    [Fact]
+    public async Task Frames_for_a_frontend_without_rx_buffers_wait_in_a_bounded_queue_then_arrive_in_order()
+    {
+        await using var h = await VifHarness.StartAsync();
+        var (ra, ga) = await h.CreateGuestAsync("a", MacA);
+        var (rb, gb) = await h.CreateGuestAsync("b", MacB);
+        var fa = h.Frontend(ra, ga, split: false);
+        var fb = h.Frontend(rb, gb, split: true);
+        await h.ConnectAsync(fa);
+        await h.ConnectAsync(fb);
+        var rng = new Random(6);
+        var frames = Enumerable.Range(0, 300).Select(_ => Random(MacB, MacA, rng.Next(60, 1000), rng)).ToList();
+        foreach (var f in frames) Send(fa, f);
+        var deadline = DateTime.UtcNow + VifHarness.Limit;
+        while (fa.TxResponses < frames.Count && DateTime.UtcNow < deadline)
+        {
+            fa.WaitTx(20);
+            fa.ReapTx();
+        }
+        Assert.Equal(frames.Count, fa.TxResponses);
+        var port = h.Port(rb.Domid);
+        Assert.Equal(128, port.RxPending);
+        Assert.Equal(frames.Count - 128, port.Stats.RxQueueDrops);
+        Assert.Equal(frames.Count - 128, port.Counters.Drops(XenIo.VSwitch.Core.DropReason.QueueFull));
+
+        fb.PostRx(); // the frontend's notification drains the queue
+        foreach (var f in frames.Take(128)) Assert.Equal(f, Receive(fb)!.Value.Frame);
+        Assert.Null(Receive(fb, 200));
+        Assert.Equal(0, port.RxPending);
+    }
 }
