@@ -312,4 +312,39 @@ public sealed class VifDataPathTests
         Assert.Null(Receive(fb, 200));
         Assert.Equal(0, port.RxPending);
     }
+
+    [Fact]
+    public async Task Multicast_control_delivers_only_groups_the_frontend_joined_with_mcast_extras()
+    {
+        await using var h = await VifHarness.StartAsync();
+        var (ra, ga) = await h.CreateGuestAsync("a", MacA);
+        var (rb, gb) = await h.CreateGuestAsync("b", MacB);
+        var fa = h.Frontend(ra, ga, split: false);
+        var fb = h.Frontend(rb, gb, split: false);
+        await h.ConnectAsync(fa, fa.FrontendKeys(multicastControl: true));
+        await h.ConnectAsync(fb);
+        fa.PostRx();
+        fb.PostRx();
+        var rng = new Random(10);
+        const string Group = "01:00:5e:00:00:fb";
+
+        Send(fb, Random(Group, MacB, 100, rng));
+        var broadcast = Random("ff:ff:ff:ff:ff:ff", MacB, 100, rng);
+        Send(fb, broadcast);
+        Assert.Equal(broadcast, Receive(fa)!.Value.Frame); // the group frame before it was filtered
+        Assert.Equal(1, h.Port(ra.Domid).Stats.RxMulticastFiltered);
+
+        // MCAST_ADD rides on a packet of its own, which is answered and not forwarded.
+        var join = new NetifExtraInfo { Type = NetifExtraType.McastAdd };
+        Span<byte> addr = join.McastAddr;
+        Convert.FromHexString(Group.Replace(":", "")).CopyTo(addr);
+        Send(fa, Random(MacB, MacA, 60, rng), gso: join);
+        var deadline = DateTime.UtcNow + VifHarness.Limit;
+        while (h.Port(ra.Domid).Filter.MulticastCount == 0 && DateTime.UtcNow < deadline) await Task.Delay(5);
+        Assert.Equal(1, h.Port(ra.Domid).Filter.MulticastCount);
+        var toGroup = Random(Group, MacB, 120, rng);
+        Send(fb, toGroup);
+        Assert.Equal(toGroup, Receive(fa)!.Value.Frame);
+        Assert.Null(Receive(fb, 100)); // the join packet itself went nowhere
+    }
 }
