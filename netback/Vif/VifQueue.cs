@@ -51,8 +51,10 @@ internal sealed partial class VifQueue
         _rxEvent = rxEvent;
         unsafe
         {
-            _tx = BackRing<NetifTxRequest, NetifTxResponse>.Attach((nint)txMap.Address, RingGeometry.PageSize);
-            _rx = BackRing<NetifRxRequest, NetifRxResponse>.Attach((nint)rxMap.Address, RingGeometry.PageSize);
+            // BACK_RING_ATTACH at the ring's own rsp_prod, as Linux does: a frontend that kept its rings
+            // across a backend restart resumes where the old backend stopped answering.
+            _tx = BackRing<NetifTxRequest, NetifTxResponse>.Attach((nint)txMap.Address, RingGeometry.PageSize, ResponseProducer(txMap));
+            _rx = BackRing<NetifRxRequest, NetifRxResponse>.Attach((nint)rxMap.Address, RingGeometry.PageSize, ResponseProducer(rxMap));
         }
         _txStaging = new byte[TxStagingBytes];
         for (var i = 0; i < TxBatch; i++) _txBuffers[i] = PacketBuffer.Wrap(_txStaging, PacketBuffer.Headroom, 0);
@@ -88,6 +90,13 @@ internal sealed partial class VifQueue
                 foreign.Unmap(txMap);
                 return null;
             }
+            if (!IndicesConsistent(txMap) || !IndicesConsistent(rxMap))
+            {
+                error = $"queue {rings.Queue}: ring indices claim more requests than the ring holds";
+                foreign.Unmap(txMap);
+                foreign.Unmap(rxMap);
+                return null;
+            }
             txEvent = hypercalls.BindInterdomain(foreign.Domid, rings.TxEventChannel);
             rxEvent = rings.SplitEventChannels ? hypercalls.BindInterdomain(foreign.Domid, rings.RxEventChannel) : txEvent;
             error = "";
@@ -102,6 +111,16 @@ internal sealed partial class VifQueue
             if (rxMap.IsMapped) foreign.Unmap(rxMap);
             return null;
         }
+    }
+
+    private static unsafe uint ResponseProducer(in GrantMapping ring) =>
+        Volatile.Read(ref *(uint*)(ring.Address + SharedRingHeader.RspProdOffset));
+
+    /// <summary>Linux's connect-time check: <c>req_prod - rsp_prod</c> must fit in the ring (both rings have 256 slots).</summary>
+    private static unsafe bool IndicesConsistent(in GrantMapping ring)
+    {
+        var reqProd = Volatile.Read(ref *(uint*)(ring.Address + SharedRingHeader.ReqProdOffset));
+        return reqProd - ResponseProducer(ring) <= NetifLimits.TxRingSlots;
     }
 
     public void Start()

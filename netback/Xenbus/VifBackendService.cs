@@ -34,6 +34,9 @@ public sealed class VifBackendService(
     public const string BackendRoot = "/local/domain/0/backend/vif";
     private const string ScanKey = "";
 
+    /// <summary>How long a frontend found Connected at start-up gets to publish new rings before its old ones are served.</summary>
+    public static readonly TimeSpan RestartGrace = TimeSpan.FromSeconds(3);
+
     private readonly Dictionary<string, Device> _devices = [];
     private readonly ConcurrentDictionary<string, byte> _dirty = new();
     private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -56,6 +59,7 @@ public sealed class VifBackendService(
         public Task? FrontendPump;
         public string? PendingFailure;
         public bool AwaitingFrontendRestart;
+        public DateTime AwaitingSince;
         public string? StaleRings;
         public XenbusState FrontendState;
         public bool BridgeComplained;
@@ -86,6 +90,8 @@ public sealed class VifBackendService(
                     {
                     }
                 }
+                foreach (var device in _devices.Values)
+                    if (device.AwaitingFrontendRestart) _dirty[device.Key] = 0;
                 await ProcessDirtyAsync(cancellationToken).ConfigureAwait(false);
                 foreach (var device in _devices.Values) EnsureAttached(device);
                 PublishSnapshot();
@@ -203,9 +209,13 @@ public sealed class VifBackendService(
         device.FrontendState = feState;
         if (device.AwaitingFrontendRestart)
         {
+            // Still the rings of the netback that died: give the frontend time to publish new ones. A
+            // frontend that keeps them (or reconnects faster than we look) is served on them after the
+            // grace period, resuming at the rings' own indices.
             if (feState is XenbusState.Connected or XenbusState.Initialised
+                && DateTime.UtcNow - device.AwaitingSince < RestartGrace
                 && await RingSignatureAsync(device, cancellationToken).ConfigureAwait(false) == device.StaleRings)
-                return; // still the rings of the netback that died: wait for the frontend to publish new ones
+                return;
             device.AwaitingFrontendRestart = false;
         }
         IReadOnlyDictionary<string, string> keys = device.Machine.NeedsKeys(feState)
@@ -243,6 +253,7 @@ public sealed class VifBackendService(
         if (feState is XenbusState.Connected or XenbusState.Initialised)
         {
             device.AwaitingFrontendRestart = true;
+            device.AwaitingSince = DateTime.UtcNow;
             device.StaleRings = await RingSignatureAsync(device, cancellationToken).ConfigureAwait(false);
             log($"vif {name}: frontend of domain {domid} was connected to an earlier netback; asking it to reconnect");
         }

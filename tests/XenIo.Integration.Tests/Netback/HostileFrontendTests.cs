@@ -103,11 +103,11 @@ public sealed class HostileFrontendTests(ITestOutputHelper output)
         {
             var keys = await ReadLineAsync(peer, stderr);
             Assert.StartsWith("KEYS ", keys);
-            foreach (var kv in keys[5..].Split(';'))
+            await h.Dom0.TransactAsync(async tx =>
             {
-                var (k, v) = (kv[..kv.IndexOf('=')], kv[(kv.IndexOf('=') + 1)..]);
-                await h.Dom0.WriteAsync($"{fe}/{k}", v);
-            }
+                foreach (var kv in keys[5..].Split(';'))
+                    await h.Dom0.WriteAsync($"{fe}/{kv[..kv.IndexOf('=')]}", kv[(kv.IndexOf('=') + 1)..], tx);
+            });
             await h.WaitBackendStateAsync(evil.Domid, 2);
             await h.Dom0.WriteAsync($"{fe}/state", "4");
             await h.WaitBackendStateAsync(evil.Domid, 4);

@@ -347,4 +347,37 @@ public sealed class VifDataPathTests
         Assert.Equal(toGroup, Receive(fa)!.Value.Frame);
         Assert.Null(Receive(fb, 100)); // the join packet itself went nowhere
     }
+
+    [Fact]
+    public async Task A_frontend_that_keeps_its_rings_across_a_netback_restart_is_served_on_them_after_the_grace_period()
+    {
+        await using var h = await VifHarness.StartAsync();
+        var (ra, ga) = await h.CreateGuestAsync("a", MacA);
+        var (rb, gb) = await h.CreateGuestAsync("b", MacB);
+        var fa = h.Frontend(ra, ga, split: true);
+        var fb = h.Frontend(rb, gb, split: false);
+        await h.ConnectAsync(fa);
+        await h.ConnectAsync(fb);
+        fa.PostRx();
+        fb.PostRx();
+        var rng = new Random(12);
+        var before = Random(MacB, MacA, 300, rng);
+        Send(fa, before);
+        Assert.Equal(before, Receive(fb)!.Value.Frame);
+
+        await h.StopNetbackAsync();
+        await h.StartNetbackAsync();
+        await h.WaitBackendStateAsync(ra.Domid, 2);
+        // Neither frontend publishes anything new: same rings, same ports, still Connected.
+        fa.ReopenEvents();
+        fb.ReopenEvents();
+        await h.WaitBackendStateAsync(ra.Domid, 4);
+        await h.WaitBackendStateAsync(rb.Domid, 4);
+        for (var i = 0; i < 10; i++)
+        {
+            var frame = Random(i % 2 == 0 ? MacB : MacA, i % 2 == 0 ? MacA : MacB, 400, rng);
+            Send(i % 2 == 0 ? fa : fb, frame);
+            Assert.Equal(frame, Receive(i % 2 == 0 ? fb : fa)!.Value.Frame);
+        }
+    }
 }

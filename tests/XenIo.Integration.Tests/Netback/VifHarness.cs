@@ -124,7 +124,11 @@ public sealed class VifHarness : IAsyncDisposable
     {
         await WaitBackendStateAsync(front.Domid, 2, devid);
         var fe = FrontendPath(front.Domid, devid);
-        foreach (var (k, v) in keys ?? front.FrontendKeys()) await Dom0.WriteAsync($"{fe}/{k}", v);
+        // One transaction, as netfront's talk_to_netback does: the backend never sees half a set of keys.
+        await Dom0.TransactAsync(async tx =>
+        {
+            foreach (var (k, v) in keys ?? front.FrontendKeys()) await Dom0.WriteAsync($"{fe}/{k}", v, tx);
+        });
         await Dom0.WriteAsync($"{fe}/state", "4");
         await WaitBackendStateAsync(front.Domid, 4, devid);
     }

@@ -89,6 +89,20 @@ public sealed unsafe class TestNetfront : IDisposable
         }
     }
 
+    /// <summary>
+    /// Keeps the rings and ports but takes new endpoints for the ports (after the backend's process died
+    /// and ours saw end of file), as a frontend that resumes on its old rings does.
+    /// </summary>
+    public void ReopenEvents()
+    {
+        var tx = _guest.Hypercalls.ReopenEndpoint(TxEvent.Port);
+        var rx = Split ? _guest.Hypercalls.ReopenEndpoint(RxEvent.Port) : tx;
+        TxEvent.Dispose();
+        if (Split) RxEvent.Dispose();
+        TxEvent = tx;
+        RxEvent = rx;
+    }
+
     /// <summary>The keys netfront publishes in its device directory (before it switches to Connected).</summary>
     public Dictionary<string, string> FrontendKeys(bool gso = true, bool multicastControl = false)
     {
