@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
+using XenIo.Netback.Xenbus;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
@@ -11,7 +12,8 @@ namespace XenIo.Netback.Api;
 /// netback's HTTP+JSON API on <c>&lt;run&gt;/netback.sock</c>: GET /bridges, GET /bridges/{br},
 /// GET /bridges/{br}/fdb, POST /bridges/{br}/fdb/flush, GET /stats, GET /capture (streamed pcap/pcapng).
 /// </summary>
-public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<string>> configErrors, Action<string> log)
+public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<string>> configErrors, Action<string> log,
+    Func<IReadOnlyList<VifInfo>>? vifs = null)
 {
     public const int MaxQueuedCaptureBytes = 16 * 1024 * 1024;
 
@@ -46,6 +48,18 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
                         return;
                 }
                 break;
+            case ["vifs"] when request.Method == "GET":
+                await response.WriteJsonAsync(200, Json(w => WriteVifs(w, vifs?.Invoke() ?? [], null))).ConfigureAwait(false);
+                return;
+            case ["vifs", var vifName] when request.Method == "GET":
+                var all = vifs?.Invoke() ?? [];
+                if (!all.Any(v => v.Name == vifName))
+                {
+                    await Error(response, 404, $"no vif {vifName}").ConfigureAwait(false);
+                    return;
+                }
+                await response.WriteJsonAsync(200, Json(w => WriteVifs(w, all, vifName))).ConfigureAwait(false);
+                return;
             case ["capture"] when request.Method == "GET":
                 await CaptureAsync(request, response, cancellationToken).ConfigureAwait(false);
                 return;
@@ -121,6 +135,49 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
                     if (count != 0) w.WriteNumber(reason.ToString(), count);
                 w.WriteEndObject();
             }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>GET /vifs: every vif backend with its xenbus states, port counters and the vif's own counters.</summary>
+    private static void WriteVifs(Utf8JsonWriter w, IReadOnlyList<VifInfo> vifs, string? only)
+    {
+        w.WriteStartObject();
+        w.WriteStartArray("vifs");
+        foreach (var v in vifs)
+        {
+            if (only is not null && v.Name != only) continue;
+            var p = v.Port;
+            w.WriteStartObject();
+            w.WriteString("name", v.Name);
+            w.WriteNumber("domid", v.Domid);
+            w.WriteNumber("devid", v.Devid);
+            w.WriteString("bridge", v.Bridge);
+            w.WriteBoolean("attached", p.Bridge is not null);
+            w.WriteString("backend_state", v.BackendState.ToString());
+            w.WriteString("frontend_state", v.FrontendState.ToString());
+            w.WriteBoolean("connected", p.IsConnected);
+            w.WriteNumber("queues", p.QueueCount);
+            w.WriteString("mac", FormatMac(v.Settings.Mac));
+            if (v.Settings.Rate is { } rate) w.WriteString("rate", $"{rate.BytesPerInterval},{rate.IntervalUsecs}");
+            w.WriteNumber("mtu", p.Mtu);
+            w.WriteNumber("rx_pending", p.RxPending);
+            w.WriteNumber("multicast_groups", p.Filter.MulticastCount);
+            if (p.LastFailure is { } failure) w.WriteString("last_failure", failure);
+            var c = p.Counters;
+            w.WriteNumber("rx_packets", c.RxPackets);
+            w.WriteNumber("rx_bytes", c.RxBytes);
+            w.WriteNumber("tx_packets", c.TxPackets);
+            w.WriteNumber("tx_bytes", c.TxBytes);
+            w.WriteNumber("drops", c.TotalDrops);
+            w.WriteStartObject("drops_by_reason");
+            foreach (var (reason, count) in c.DropsByReason()) w.WriteNumber(reason.ToString(), count);
+            w.WriteEndObject();
+            w.WriteStartObject("vif");
+            foreach (var (name, count) in p.Stats.All()) w.WriteNumber(name, count);
+            w.WriteEndObject();
             w.WriteEndObject();
         }
         w.WriteEndArray();

@@ -6,6 +6,7 @@ using XenIo.Hypervisor.Store.Transports;
 using XenIo.Net.Tap;
 using XenIo.Netback.Api;
 using XenIo.Netback.Switch;
+using XenIo.Netback.Xenbus;
 using XenIo.VSwitch.Management;
 
 namespace XenIo.Netback.Daemon;
@@ -19,6 +20,11 @@ public sealed class NetbackOptions
     public TimeSpan XenstoredWait { get; set; } = TimeSpan.FromSeconds(15);
 
     public TimeSpan HousekeepingInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Queues a vif offers (multi-queue-max-queues).</summary>
+    public int MaxVifQueues { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 4);
+
+    public static string HypercallSocketPath(string runDirectory) => Path.Combine(runDirectory, "hypercall.sock");
 
     public static string ApiSocketPath(string runDirectory) => Path.Combine(runDirectory, "netback.sock");
 }
@@ -65,7 +71,10 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
         }
 
         await using var watch = await client.SubscribeAsync(SwitchConfigMapping.Root, cancellationToken: stoppingToken).ConfigureAwait(false);
-        var api = new NetbackApi(reconciler, () => Volatile.Read(ref _configErrors), m => logger.LogInformation("{Message}", m));
+        var hypercallSocket = NetbackOptions.HypercallSocketPath(_options.RunDirectory);
+        await using var vifs = new VifBackendService(client, () => Hypervisor.Hypercalls.HypercallClient.Connect(hypercallSocket), reconciler.FindBridge,
+            m => logger.LogInformation("{Message}", m), _options.MaxVifQueues);
+        var api = new NetbackApi(reconciler, () => Volatile.Read(ref _configErrors), m => logger.LogInformation("{Message}", m), () => vifs.Vifs);
         var apiPath = NetbackOptions.ApiSocketPath(_options.RunDirectory);
         await using var server = new UnixHttpServer(apiPath, api.HandleAsync, m => logger.LogWarning("{Message}", m));
         logger.LogInformation("netback serving {Socket}, watching {Root} on {Xenstored}", apiPath, SwitchConfigMapping.Root, xsSocket);
@@ -80,11 +89,14 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
             }
         }, stoppingToken);
 
+        using var stopVifs = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var vifTask = Task.Run(() => vifs.RunAsync(stopVifs.Token), stopVifs.Token);
         try
         {
             // The first event of a new watch fires at once, which makes the first apply the restore.
             while (await watch.Events.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
             {
+                if (vifTask.IsFaulted) throw new IOException($"vif backends stopped: {vifTask.Exception?.GetBaseException().Message}");
                 while (watch.Events.TryRead(out _)) { }
                 var errors = new List<ConfigError>();
                 var (config, _) = await SwitchStore.ReadAsync(client, errors, stoppingToken).ConfigureAwait(false);
@@ -96,6 +108,10 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
         }
         finally
         {
+            await stopVifs.CancelAsync().ConfigureAwait(false);
+            try { await vifTask.ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+            catch (Exception e) when (e is IOException or XenIo.Hypervisor.Store.Client.XenstoreException) { logger.LogWarning("vif backends: {Message}", e.Message); }
             try { await housekeeping.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
         }
