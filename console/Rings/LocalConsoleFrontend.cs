@@ -1,3 +1,4 @@
+using XenIo.Hypervisor.Rings;
 namespace XenIo.Consoled.Rings;
 
 /// <summary>

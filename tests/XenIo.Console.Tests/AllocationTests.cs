@@ -1,3 +1,4 @@
+using XenIo.Hypervisor.Rings;
 using System.Buffers;
 using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;

@@ -1,3 +1,4 @@
+using XenIo.Hypervisor.Rings;
 using System.Runtime.InteropServices;
 using XenIo.Consoled.Rings;
 using XenIo.Hypervisor.Abi;

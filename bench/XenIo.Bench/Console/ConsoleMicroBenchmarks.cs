@@ -1,3 +1,4 @@
+using XenIo.Hypervisor.Rings;
 using System.Buffers;
 using BenchmarkDotNet.Attributes;
 using XenIo.Consoled.Buffers;
