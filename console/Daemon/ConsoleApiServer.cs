@@ -14,7 +14,6 @@ namespace XenIo.Consoled.Daemon;
 /// SO_PEERCRED, so root and the administrators' group attach without a token and see tokens, anyone
 /// else who can reach the socket must give the console's token.
 /// </summary>
-[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class ConsoleApiServer : IAsyncDisposable
 {
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
@@ -39,7 +38,7 @@ public sealed class ConsoleApiServer : IAsyncDisposable
         try
         {
             _listener.Bind(new UnixDomainSocketEndPoint(path));
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
             if (administrators.GroupName is { Length: > 0 } group && Interop.Libc.GroupId(group) is { } gid && Interop.Libc.Chown(path, uint.MaxValue, gid) != 0)
                 _logger.LogWarning("cannot give {Path} to group {Group}", path, group);
             _listener.Listen(64);

@@ -35,7 +35,6 @@ public sealed class ConsoledDaemonOptions
 /// (a restart) are picked up by the first scan. Losing xenstored or hyperd stops it with status 1, for
 /// the supervisor to restart it.
 /// </summary>
-[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class ConsoledDaemon : BackgroundService
 {
     private readonly ConsoledDaemonOptions _daemon;
