@@ -119,7 +119,6 @@ internal static class ConsoleVerb
         byte* saved = stackalloc byte[TermiosSize];
         if (tty)
         {
-            Console.Error.Write($"Connected to {reply[3..]}; Ctrl-] detaches\r\n");
             if (TcGetAttr(0, saved) != 0) tty = false;
             else
             {
@@ -127,6 +126,7 @@ internal static class ConsoleVerb
                 new Span<byte>(saved, TermiosSize).CopyTo(new Span<byte>(raw, TermiosSize));
                 CfMakeRaw(raw);
                 TcSetAttr(0, TCSANOW, raw);
+                WriteStderr($"Connected to {reply[3..]}; Ctrl-] detaches\r\n");
             }
         }
         var detached = new ManualResetEventSlim();
@@ -145,16 +145,29 @@ internal static class ConsoleVerb
             if (tty)
             {
                 TcSetAttr(0, TCSANOW, saved);
-                Console.Error.Write("\n");
+                WriteStderr("\n");
             }
         }
         return 0;
     }
 
+    /// <summary>
+    /// A standard descriptor as a plain stream. Not System.Console's streams: once .NET's console is
+    /// initialised on a terminal it manages the terminal's modes itself and undoes our raw mode.
+    /// </summary>
+    private static FileStream StandardStream(int fd, FileAccess access) =>
+        new(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: false), access, bufferSize: 0);
+
+    private static void WriteStderr(string text)
+    {
+        using var stderr = StandardStream(2, FileAccess.Write);
+        stderr.Write(Encoding.UTF8.GetBytes(text));
+    }
+
     /// <summary>Console output to stdout until consoled closes the connection.</summary>
     private static void Output(Socket socket, ManualResetEventSlim done)
     {
-        using var stdout = Console.OpenStandardOutput();
+        using var stdout = StandardStream(1, FileAccess.Write);
         var buffer = new byte[16 * 1024];
         try
         {
@@ -174,7 +187,7 @@ internal static class ConsoleVerb
     /// <summary>Keystrokes to the console until Ctrl-]; at the end of stdin we stop sending and keep printing.</summary>
     private static void Input(Socket socket, ManualResetEventSlim done)
     {
-        using var stdin = Console.OpenStandardInput();
+        using var stdin = StandardStream(0, FileAccess.Read);
         var buffer = new byte[4096];
         try
         {

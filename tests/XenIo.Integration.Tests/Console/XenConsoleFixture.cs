@@ -27,8 +27,8 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
 
     public string ApiSocket => Path.Combine(Run, "consoled.sock");
 
-    /// <summary>The xenio CLI as a command line for tmux (dotnet xenio.dll …).</summary>
-    public string XenioCommand => $"dotnet {Path.Combine(AppContext.BaseDirectory, "xenio.dll")} --run-dir {Run}";
+    /// <summary>A xenio verb as a command line for tmux (dotnet xenio.dll VERB --run-dir RUN).</summary>
+    public string XenioCommand(string verb) => $"dotnet {Path.Combine(AppContext.BaseDirectory, "xenio.dll")} {verb} --run-dir {Run}";
 
     public static string? RepoRoot()
     {

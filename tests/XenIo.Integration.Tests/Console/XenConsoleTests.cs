@@ -170,7 +170,7 @@ public sealed class XenConsoleTests(XenConsoleFixture fx) : IClassFixture<XenCon
     [SkippableFact]
     public async Task Xenio_console_attaches_in_raw_mode_and_ctrl_bracket_detaches_restoring_the_terminal()
     {
-        await StartAsync("tmux");
+        await StartAsync("tmux", "socat");
         var name = fx.CreateDomain("cli");
         var dir = Directory.CreateTempSubdirectory("xenio-console-cli").FullName;
         try
@@ -179,7 +179,7 @@ public sealed class XenConsoleTests(XenConsoleFixture fx) : IClassFixture<XenCon
             using var tmux = new Tmux();
             var before = Path.Combine(dir, "before");
             var after = Path.Combine(dir, "after");
-            tmux.Start("c", $"sh -c 'stty -g > {before}; {fx.XenioCommand} console {name}; echo exit=$?; stty -g > {after}; echo DETACHED; sleep 60'");
+            tmux.Start("c", $"sh -c 'stty -g > {before}; {fx.XenioCommand("console")} {name}; echo exit=$?; stty -g > {after}; echo DETACHED; sleep 60'");
             await tmux.WaitForAsync("c", "Ctrl-] detaches");
             await RunAsync(tmux, "c", "echo cli-$((7*6))", "cli-42");
             tmux.SendKeys("c", "C-]");
@@ -187,9 +187,13 @@ public sealed class XenConsoleTests(XenConsoleFixture fx) : IClassFixture<XenCon
             Assert.Contains("exit=0", tmux.Capture("c"));
             Assert.Equal(File.ReadAllText(before), File.ReadAllText(after));
 
-            // stdin not a terminal: bytes pass as they are, a 0x1d byte detaches.
+            // stdin not a terminal: bytes pass as they are, a 0x1d byte detaches; --force takes the writer role.
+            var (_, _, raw) = await fx.PortsAsync(name);
+            await using var writer = Tools.Start("socat", "-", $"TCP:127.0.0.1:{raw}");
+            await writer.WaitForAsync("read-write");
             await using var piped = Tools.Start("dotnet", Path.Combine(AppContext.BaseDirectory, "xenio.dll"), "console", "--run-dir", fx.Run, name, "--force");
             await piped.WaitForAsync("read-write (forced)");
+            await writer.WaitForAsync("forced attach; you are read-only");
             await piped.SendAsync("echo piped-$((8*8))\n");
             await piped.WaitForAsync("piped-64");
             await piped.SendAsync("\x1d");
