@@ -149,7 +149,9 @@ public sealed class XenDomainConsoles : IAsyncDisposable
         var present = new HashSet<ushort>();
         foreach (var e in entries)
         {
-            if (ushort.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id != 0 && id < DomainIds.FirstReserved) present.Add(id);
+            if (ushort.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id != 0 && id < DomainIds.FirstReserved
+                && await IntroducedAsync(id, cancellationToken).ConfigureAwait(false))
+                present.Add(id);
         }
         ushort[] gone, pendingGone;
         lock (_gate)
@@ -164,6 +166,23 @@ public sealed class XenDomainConsoles : IAsyncDisposable
             bool known;
             lock (_gate) known = _attached.ContainsKey(id) || _pending.ContainsKey(id);
             if (!known) await TryAttachAsync(id, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A domain being destroyed is released (@releaseDomain) before the toolstack removes its
+    /// directory, so the directory alone does not say it lives; xenconsoled asks the hypervisor, we
+    /// ask xenstored whether it still serves the domain.
+    /// </summary>
+    private async Task<bool> IntroducedAsync(ushort domid, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _store.IsDomainIntroducedAsync(domid, cancellationToken).ConfigureAwait(false);
+        }
+        catch (XenstoreException)
+        {
+            return false;
         }
     }
 

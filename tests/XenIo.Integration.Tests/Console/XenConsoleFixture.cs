@@ -185,7 +185,9 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
             }
             p.Dispose();
         }
-        foreach (var dir in new[] { Run, State, Logs })
+        // XENIO_TEST_KEEP_LOGS=1 keeps the daemons' logs for a post-mortem.
+        var dirs = Environment.GetEnvironmentVariable("XENIO_TEST_KEEP_LOGS") == "1" ? new[] { Run, State } : new[] { Run, State, Logs };
+        foreach (var dir in dirs)
         {
             try { Directory.Delete(dir, true); }
             catch (IOException) { }
