@@ -54,6 +54,11 @@ internal static class ConsoleVerb
                 }
                 return Attach(socketPath, target, parse.GetValue(force), token);
             }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AccessDenied)
+            {
+                Console.Error.WriteLine($"xenio console: {socketPath}: permission denied (root and the xenio group); others reach the console with telnet and its token");
+                return 1;
+            }
             catch (SocketException e)
             {
                 Console.Error.WriteLine($"xenio console: consoled is not answering on {socketPath} ({e.Message}); start it with `xenio up`");

@@ -10,7 +10,7 @@ namespace XenIo.Integration.Tests.Consoles;
 /// whose init is /bin/sh on the PV console ring, and the clients users have (telnet under tmux,
 /// socat, <c>xenio console</c>).
 /// </summary>
-public sealed class XenConsoleTests(XenConsoleFixture fx) : IClassFixture<XenConsoleFixture>
+public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<XenConsoleFixture>
 {
     private async Task StartAsync(params string[] tools)
     {
@@ -241,6 +241,39 @@ public sealed class XenConsoleTests(XenConsoleFixture fx) : IClassFixture<XenCon
         finally
         {
             fx.Destroy(keep);
+        }
+    }
+
+    [SkippableFact]
+    public async Task A_guest_printing_a_megabyte_loses_nothing_in_the_log_and_the_viewer_sees_the_end()
+    {
+        await StartAsync("socat");
+        var name = fx.CreateDomain("seq");
+        try
+        {
+            var (_, _, raw) = await fx.PortsAsync(name);
+            await using var viewer = Tools.Start("socat", "-", $"TCP:127.0.0.1:{raw}");
+            await viewer.WaitForAsync("read-write");
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            // 150,000 lines, 1.04 MB: the 2 KiB ring wraps hundreds of times and init waits on it when full.
+            await viewer.SendAsync("seq 1 150000; echo seq-$((10*10))-done\n");
+            await viewer.WaitForAsync("seq-100-done", timeoutSeconds: 120);
+            output.WriteLine($"1.04 MB from the guest's shell to a socat viewer in {watch.Elapsed.TotalSeconds:0.00} s");
+            var log = Path.Combine(fx.ConsoleLogs, $"guest-{name}.log");
+            string text = "";
+            for (int i = 0; i < 100 && !text.Contains("seq-100-done", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(50);
+                text = File.ReadAllText(log);
+            }
+            var lines = text.Split("\r\n");
+            int first = Array.IndexOf(lines, "1");
+            Assert.True(first >= 0, "no '1' line in the log");
+            for (int n = 1; n <= 150000; n++) Assert.Equal(n.ToString(CultureInfo.InvariantCulture), lines[first + n - 1]);
+        }
+        finally
+        {
+            fx.Destroy(name);
         }
     }
 }
