@@ -276,4 +276,34 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
             fx.Destroy(name);
         }
     }
+
+    [SkippableFact]
+    public async Task A_telnet_break_then_o_is_sysrq_poweroff_and_the_console_closes_with_the_domain()
+    {
+        await StartAsync("telnet", "tmux");
+        var name = fx.CreateDomain("brk");
+        try
+        {
+            var (_, telnet, _) = await fx.PortsAsync(name);
+            using var tmux = new Tmux();
+            tmux.Start("k", $"sh -c 'telnet 127.0.0.1 {telnet}; echo telnet-exited; sleep 60'");
+            await tmux.WaitForAsync("k", "read-write");
+            await RunAsync(tmux, "k", "echo up-$((1+2))", "up-3");
+            // The telnet client's own escape (Ctrl-]), then its `send brk`: IAC BRK to consoled, whose next key is SysRq.
+            tmux.SendKeys("k", "C-]");
+            await tmux.WaitForAsync("k", "telnet>");
+            tmux.Type("k", "send brk");
+            tmux.SendKeys("k", "Enter");
+            tmux.Type("k", "o");
+            // sysrq o: the guest powers off, on_poweroff=destroy removes it, consoled closes its console.
+            await tmux.WaitForAsync("k", "telnet-exited");
+            Assert.Contains("Connection closed by foreign host", tmux.Capture("k"));
+            var log = Path.Combine(fx.ConsoleLogs, $"guest-{name}.log");
+            Assert.Contains("up-3", File.ReadAllText(log));
+        }
+        finally
+        {
+            fx.Destroy(name);
+        }
+    }
 }
