@@ -157,10 +157,13 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
     }
 
     /// <summary>A xenstore value read with the xenstore utilities over the daemon's socket.</summary>
-    public string? XenstoreRead(string path)
+    public string? XenstoreRead(string path) => XenstoreTool("xenstore-read", path);
+
+    /// <summary>A xenstore utility's output (null when it failed), run against this fixture's xenstored.</summary>
+    public string? XenstoreTool(string tool, params string[] args)
     {
-        var psi = new ProcessStartInfo("xenstore-read") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(path);
+        var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["XENSTORED_PATH"] = Path.Combine(Run, "xenstored", "socket");
         using var p = Process.Start(psi)!;
         var output = p.StandardOutput.ReadToEnd();

@@ -33,12 +33,19 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
     [SkippableFact]
     public async Task Telnet_reaches_a_guest_shell_two_viewers_share_it_the_spectator_cannot_type_and_force_attach_works()
     {
-        await StartAsync("telnet", "tmux");
+        await StartAsync("telnet", "tmux", "xenstore-read");
         var name = fx.CreateDomain("tel");
         try
         {
             var (domid, telnet, _) = await fx.PortsAsync(name);
-            Assert.Equal(Port(telnet), fx.XenstoreRead($"/local/domain/{domid}/console/telnet-port") ?? Port(telnet));
+            // Where `xenio list` and the guest look for it.
+            Assert.Equal(Port(telnet), fx.XenstoreRead($"/local/domain/{domid}/console/telnet-port"));
+            if (Requires.Which("xenstore-ls") is not null)
+            {
+                // dom0's node, readable by the guest: permissions (n0,r<domid>).
+                var perms = fx.XenstoreTool("xenstore-ls", "-p", $"/local/domain/{domid}/console") ?? "";
+                Assert.Contains($"(n0,r{domid})", perms.Split('\n').Single(l => l.TrimStart().StartsWith("telnet-port", StringComparison.Ordinal)));
+            }
             using var tmux = new Tmux();
             tmux.Start("a", $"telnet 127.0.0.1 {telnet}");
             await tmux.WaitForAsync("a", "read-write");
@@ -209,7 +216,7 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
     [SkippableFact]
     public async Task A_destroyed_domain_closes_its_console_keeps_its_log_and_a_restarted_consoled_picks_domains_up()
     {
-        await StartAsync("socat");
+        await StartAsync("socat", "xenstore-read");
         var keep = fx.CreateDomain("stay");
         var gone = fx.CreateDomain("gone");
         try
