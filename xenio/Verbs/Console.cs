@@ -137,6 +137,9 @@ internal static class ConsoleVerb
         var detached = new ManualResetEventSlim();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; detached.Set(); });
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; detached.Set(); });
+        // Raw mode sends Ctrl-C to the guest; a SIGINT from elsewhere still restores the terminal first.
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; detached.Set(); });
+        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => { c.Cancel = true; detached.Set(); });
         try
         {
             var output = new Thread(() => Output(socket, detached), 256 * 1024) { IsBackground = true, Name = "console output" };
