@@ -299,9 +299,15 @@ public sealed class XenDomainConsoles : IAsyncDisposable
         var path = $"/local/domain/{domid.ToString(CultureInfo.InvariantCulture)}/{TelnetPortKey}";
         try
         {
-            await _store.WriteAsync(path, ports.TelnetPort.ToString(CultureInfo.InvariantCulture), cancellationToken: cancellationToken).ConfigureAwait(false);
-            await _store.SetPermsAsync(path, [new XenstorePermission(0, XenstoreAccess.None), new XenstorePermission(domid, XenstoreAccess.Read)],
-                cancellationToken: cancellationToken).ConfigureAwait(false);
+            // One transaction: a new node inherits the guest-owned console directory's permissions, and the
+            // guest must never see (or get to rewrite) the port between the write and the chmod.
+            XenstorePermission[] perms = [new(0, XenstoreAccess.None), new(domid, XenstoreAccess.Read)];
+            var port = ports.TelnetPort.ToString(CultureInfo.InvariantCulture);
+            await _store.TransactAsync(async tx =>
+            {
+                await _store.WriteAsync(path, port, tx, cancellationToken).ConfigureAwait(false);
+                await _store.SetPermsAsync(path, perms, tx, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (XenstoreException e)
         {
