@@ -162,11 +162,23 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
                 await withToken.SendAsync(token + "\n");
                 await withToken.WaitForAsync("secret-81"); // the scrollback
             }
+            // The real telnet client as nobody: asked for the token, refused without it.
+            if (Requires.Which("telnet") is not null && Requires.Which("tmux") is not null)
+            {
+                using var tmux = new Tmux();
+                tmux.Start("n", $"sh -c 'setpriv --reuid=nobody --regid=nogroup --clear-groups telnet 127.0.0.1 {telnet}; echo telnet-exited; sleep 60'");
+                await tmux.WaitForAsync("n", $"token for console {name}:");
+                tmux.Type("n", "not-the-token");
+                tmux.SendKeys("n", "Enter");
+                await tmux.WaitForAsync("n", "telnet-exited");
+                var screen = tmux.Capture("n");
+                Assert.Contains("access denied", screen);
+                Assert.DoesNotContain("secret-81", screen);
+            }
             // nobody cannot even reach the API socket (0660, root and the xenio group).
             var api = Tools.Run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                 "socat", "-", $"UNIX-CONNECT:{fx.ApiSocket}");
             Assert.NotEqual(0, api.Exit);
-            _ = telnet;
         }
         finally
         {
