@@ -1,4 +1,5 @@
 using XenIo.Hypervisor.Rings;
+
 namespace XenIo.Consoled.Rings;
 
 /// <summary>

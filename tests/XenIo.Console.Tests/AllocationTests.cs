@@ -1,8 +1,8 @@
-using XenIo.Hypervisor.Rings;
 using System.Buffers;
 using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;
 using XenIo.Consoled.Telnet;
+using XenIo.Hypervisor.Rings;
 using Xunit;
 
 namespace XenIo.Consoled.Tests;

@@ -1,9 +1,9 @@
-using XenIo.Hypervisor.Rings;
 using System.Buffers;
 using BenchmarkDotNet.Attributes;
 using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;
 using XenIo.Consoled.Telnet;
+using XenIo.Hypervisor.Rings;
 
 namespace XenIo.Bench.Consoles;
 
