@@ -217,6 +217,10 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
             await piped.WaitForAsync("piped-64");
             await piped.SendAsync("\x1d");
             await piped.WaitExitAsync();
+
+            var missing = fx.Xenio("console", "no-such-domain");
+            Assert.Equal(1, missing.Code);
+            Assert.Contains("no console for 'no-such-domain'", missing.Output);
         }
         finally
         {
