@@ -125,7 +125,7 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
         finally
         {
             fx.Destroy(name);
-            File.Delete(file);
+            Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
         }
     }
 
