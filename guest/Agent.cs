@@ -132,12 +132,19 @@ internal sealed class Agent(AgentOptions options)
     }
 
     /// <summary>
-    /// Where init's terminal goes: the debug console socket when one was given, else nothing.
+    /// Where init's terminal goes: the debug console socket when one was given, else the PV console ring
+    /// hyperd placed (consoled serves it), else nothing.
     /// </summary>
     private IConsoleFrontend ChooseConsole(AgentConfig config, FrontendContext? frontends)
     {
         var consoleFd = options.ConsoleFd ?? config.ConsoleFd;
-        return consoleFd is { } c ? new SocketConsole(c) : new DiscardConsole();
+        if (consoleFd is { } c) return new SocketConsole(c);
+        if (frontends is not null && config is { ConsoleFrame: { } frame, ConsolePort: { } port, ConsoleEventFd: { } evFd })
+        {
+            if (RingConsole.Open(frontends.Domain.Memory, frame, port, evFd, frontends.Domain.Hypercalls, Log) is { } ring) return ring;
+            Log($"console frame {frame} is not a page of the domain's memory: console output is dropped");
+        }
+        return new DiscardConsole();
     }
 
     /// <summary>Serves control/shutdown and control/sysrq on a thread-pool task.</summary>

@@ -24,6 +24,19 @@ echo
 "$xenio" list
 echo
 "$xenio" switch show
+echo
+# consoled attaches each guest's console as it appears: give it a moment, then print how to reach them.
+for cfg in examples/*.cfg; do
+  name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$cfg")
+  port=
+  for _ in $(seq 50); do
+    port=$("$xenio" console --list --run-dir "$run" 2>/dev/null | awk -v n="$name" '$2 == n { print $3 }')
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  if [ -n "$port" ]; then echo "console of $name:  telnet 127.0.0.1 $port   (or: $xenio console $name; Ctrl-] detaches)"
+  else echo "console of $name: not served yet (see $log/consoled.log)"; fi
+done
 cat <<MSG
 
 Daemons: hyperd (xenstored inside) and netback under \`xenio up\`, run directory $run, logs in $log.
@@ -32,5 +45,5 @@ Daemons: hyperd (xenstored inside) and netback under \`xenio up\`, run directory
   capture:    $xenio capture xenbr0 -w - | tshark -r -
   shut down:  $xenio shutdown web -w    destroy: $xenio destroy client
   stop all:   sudo make run STOP=1   (xenio down: shuts the guests down, then the daemons)
-Not wired yet: guests' vifs to the switch (netfront/netback), their disks and telnet consoles.
+Not wired yet: guests' vifs to the switch (netfront/netback) and their disks.
 MSG

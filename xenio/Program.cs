@@ -19,6 +19,8 @@ internal static class Program
         Verbs.HyperdVerb.Build(),
         .. Verbs.DomainVerbs.Build(),
         Verbs.NetbackVerb.Build(),
+        Verbs.ConsoledVerb.Build(),
+        Verbs.ConsoleVerb.Build(),
         Verbs.SwitchVerb.Build(),
         Verbs.CaptureVerb.Build(),
         Verbs.UpVerbs.BuildUp(),

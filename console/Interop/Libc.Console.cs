@@ -39,4 +39,20 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     internal static partial uint GetEuid();
+
+    [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int Chown(string path, uint owner, uint group);
+
+    /// <summary>The gid of a group by name (NSS), or null when there is no such group.</summary>
+    internal static uint? GroupId(string name)
+    {
+        var buffer = new byte[16 * 1024];
+        fixed (byte* buf = buffer)
+        {
+            Group group;
+            Group* result;
+            if (GetGrNam(name, &group, buf, (nuint)buffer.Length, &result) != 0 || result is null) return null;
+            return group.Gid;
+        }
+    }
 }

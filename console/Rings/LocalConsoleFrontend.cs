@@ -1,3 +1,5 @@
+using XenIo.Hypervisor.Rings;
+
 namespace XenIo.Consoled.Rings;
 
 /// <summary>

@@ -130,7 +130,23 @@ public sealed class ConsoleMultiplexer : IAsyncDisposable
         entry.Hub.TakeViewers();
     }
 
-    private Task ServeViewerAsync(ConsoleHub hub, Socket socket, ViewerMode mode, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serves a client consoled's API socket has let in (<c>xenio console</c>) as a raw viewer of
+    /// <paramref name="name"/>; false when there is no such console.
+    /// </summary>
+    public bool AttachLocal(string name, Socket socket, LocalAttach attach, CancellationToken cancellationToken)
+    {
+        ConsoleHub hub;
+        lock (_gate)
+        {
+            if (!_consoles.TryGetValue(name, out var entry)) return false;
+            hub = entry.Hub;
+        }
+        _ = ServeViewerAsync(hub, socket, ViewerMode.Raw, cancellationToken, attach);
+        return true;
+    }
+
+    private Task ServeViewerAsync(ConsoleHub hub, Socket socket, ViewerMode mode, CancellationToken cancellationToken, LocalAttach? local = null)
     {
         // Connections still giving their token count too: each holds a viewer's buffers.
         bool admitted;
@@ -153,9 +169,9 @@ public sealed class ConsoleMultiplexer : IAsyncDisposable
             socket.Dispose();
             return Task.CompletedTask;
         }
-        SocketConnection.SetRecommendedServerOptions(socket);
+        if (socket.AddressFamily != AddressFamily.Unix) SocketConnection.SetRecommendedServerOptions(socket);
         var connection = SocketConnection.Create(socket, _pipeOptions, _pipeOptions);
-        var viewer = new Viewer(hub, connection, mode, _access, _options.ViewerQueueBytes, _logger);
+        var viewer = new Viewer(hub, connection, mode, _access, _options.ViewerQueueBytes, _logger, local);
         var task = viewer.RunAsync(cancellationToken);
         Track(task, hub);
         return task;

@@ -11,6 +11,9 @@ using XenIo.Consoled.Telnet;
 
 namespace XenIo.Consoled.Viewers;
 
+/// <summary>A viewer let in by consoled's API socket: who it is, and whether it takes the writer role.</summary>
+public sealed record LocalAttach(string Description, bool Force);
+
 /// <summary>How a console port talks: telnet (RFC 854) or raw bytes for <c>socat</c>/<c>nc</c>.</summary>
 public enum ViewerMode
 {
@@ -56,8 +59,9 @@ public sealed class Viewer : ITelnetEvents
     private readonly byte[] _decoded = new byte[PieceSize];
     private readonly byte[] _forward = new byte[PieceSize + 1];
     private readonly byte[] _line = new byte[128];
-    private readonly IPEndPoint _remote;
-    private readonly IPEndPoint _local;
+    private readonly IPEndPoint? _remote;
+    private readonly IPEndPoint? _local;
+    private readonly LocalAttach? _localAttach;
     private int _lineLength;
     private bool _authenticated;
     private bool _attached;
@@ -67,7 +71,12 @@ public sealed class Viewer : ITelnetEvents
     private int _breakFrom;
     private long _breakTimestamp;
 
-    public Viewer(ConsoleHub hub, SocketConnection connection, ViewerMode mode, ConsoleAccess access, int queueBytes, ILogger logger)
+    /// <param name="localAttach">
+    /// A client consoled's API socket has already let in (<c>xenio console</c>): no token prompt, and
+    /// optionally the writer role at once.
+    /// </param>
+    public Viewer(ConsoleHub hub, SocketConnection connection, ViewerMode mode, ConsoleAccess access, int queueBytes, ILogger logger,
+        LocalAttach? localAttach = null)
     {
         _hub = hub;
         _connection = connection;
@@ -76,9 +85,10 @@ public sealed class Viewer : ITelnetEvents
         Mode = mode;
         _telnet = mode == ViewerMode.Telnet ? new TelnetProtocol() : null;
         _queue = new ViewerQueue(queueBytes);
-        _remote = (IPEndPoint)connection.Socket.RemoteEndPoint!;
-        _local = (IPEndPoint)connection.Socket.LocalEndPoint!;
-        Description = _remote.ToString();
+        _localAttach = localAttach;
+        _remote = connection.Socket.RemoteEndPoint as IPEndPoint;
+        _local = connection.Socket.LocalEndPoint as IPEndPoint;
+        Description = localAttach?.Description ?? _remote?.ToString() ?? "local client";
     }
 
     public ViewerMode Mode { get; }
@@ -140,7 +150,13 @@ public sealed class Viewer : ITelnetEvents
 
     private void Authenticate()
     {
-        if (!_access.RequireTokens && TcpSocketOwner.Find(_remote, _local) is { } uid)
+        if (_localAttach is { } local)
+        {
+            Admit();
+            if (local.Force) _hub.ForceWriter(this);
+            return;
+        }
+        if (!_access.RequireTokens && _remote is not null && _local is not null && TcpSocketOwner.Find(_remote, _local) is { } uid)
         {
             Description = $"uid {uid} at {_remote}";
             if (_access.Administrators.IsAdministrator(uid))

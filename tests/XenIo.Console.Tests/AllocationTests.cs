@@ -2,6 +2,7 @@ using System.Buffers;
 using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;
 using XenIo.Consoled.Telnet;
+using XenIo.Hypervisor.Rings;
 using Xunit;
 
 namespace XenIo.Consoled.Tests;

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using XenIo.Consoled.Rings;
 using XenIo.Hypervisor.Abi;
+using XenIo.Hypervisor.Rings;
 using Xunit;
 
 namespace XenIo.Consoled.Tests;

@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;
 using XenIo.Consoled.Telnet;
+using XenIo.Hypervisor.Rings;
 
 namespace XenIo.Bench.Consoles;
 

@@ -1,10 +1,10 @@
 using XenIo.Hypervisor.Abi;
 
-namespace XenIo.Consoled.Rings;
+namespace XenIo.Hypervisor.Rings;
 
 /// <summary>
 /// The guest side of <c>xencons_interface</c>: produces into <c>out</c>, consumes <c>in</c>. The mirror
-/// of <see cref="ConsoleRing"/>, for consoles whose guest end runs in this process.
+/// of consoled's <c>ConsoleRing</c>: the guest agent's console frontend and in-process test guests use it.
 /// </summary>
 public sealed unsafe class ConsoleFrontendRing
 {
