@@ -48,6 +48,14 @@ public class GrantHotPathTests
                     Assert.Equal(GrantStatus.Okay, d.Backend.Map(gref, readOnly: i % 2 == 0, out var m));
                     Interlocked.Increment(ref generation);
                     for (int k = 0; k < 64; k++) _ = m.Page[k];
+                    // Now and then hold the mapping until the guest has looked (bounded), so a loaded
+                    // machine that never schedules the guest inside a short window still checks something.
+                    if (i % 2000 == 0)
+                    {
+                        int seen = Volatile.Read(ref checkedWhileHeld);
+                        var until = Environment.TickCount64 + 2000;
+                        while (Volatile.Read(ref checkedWhileHeld) == seen && Environment.TickCount64 < until) Thread.Yield();
+                    }
                     Interlocked.Increment(ref generation);
                     Assert.Equal(GrantStatus.Okay, d.Backend.Unmap(m));
                 }
@@ -67,7 +75,7 @@ public class GrantHotPathTests
                 var flags = d.Table.Read(gref).Flags;
                 int g2 = Volatile.Read(ref generation);
                 if (g1 != g2 || (g1 & 1) == 0) continue;
-                checkedWhileHeld++;
+                Interlocked.Increment(ref checkedWhileHeld);
                 if ((flags & GrantFlags.Reading) == 0) endedWhileHeld = true;
             }
         });
