@@ -19,6 +19,7 @@ internal static class Program
         Verbs.HyperdVerb.Build(),
         .. Verbs.DomainVerbs.Build(),
         Verbs.NetbackVerb.Build(),
+        Verbs.BlkbackVerb.Build(),
         Verbs.SwitchVerb.Build(),
         Verbs.CaptureVerb.Build(),
         Verbs.UpVerbs.BuildUp(),

@@ -39,7 +39,8 @@ public sealed class DaemonSupervisor
     public static (DaemonSpec Hyperd, DaemonSpec[] Backends) Standard(string runDirectory) =>
         (new DaemonSpec("hyperd", ["hyperd", "--run-dir", runDirectory],
             [Path.Combine(runDirectory, "hyperd.sock"), Path.Combine(runDirectory, "xenstored", "socket")]),
-         [new DaemonSpec("netback", ["netback", "--run-dir", runDirectory], [Path.Combine(runDirectory, "netback.sock")])]);
+         [new DaemonSpec("netback", ["netback", "--run-dir", runDirectory], [Path.Combine(runDirectory, "netback.sock")]),
+          new DaemonSpec("blkback", ["blkback", "--run-dir", runDirectory], [Path.Combine(runDirectory, "blkback.sock")])]);
 
     /// <summary>The pid of a running daemon, for status and tests.</summary>
     public int? PidOf(string name)
