@@ -74,6 +74,9 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
     public int QueueCount => _queueCount;
     public int RingSize => _queues is { Length: > 0 } q ? q[0].Size : 0;
 
+    /// <summary>Requests that can be outstanding at once (all queues), within the grant budget.</summary>
+    public int MaxInFlight => _slots.Length;
+
     /// <summary>Bytes one ring request carries: 11 pages, or the indirect segments the backend offers.</summary>
     public int MaxRequestBytes => _maxSegments * DomainMemory.PageSize;
 
@@ -204,13 +207,22 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
     private void CreateSlots()
     {
         int ringSize = RingGeometry.SlotsForBytes(BlkifLimits.RequestSlotSize, DomainMemory.PageSize << _order);
-        _slots = new BlkRequestSlot[ringSize * _queueCount];
+        // Every slot keeps its pages granted (persistent), and the grant table is small (hyperd gives 4 frames,
+        // 2048 refs) and shared with the other frontends: use at most half of what is free. Requests shrink
+        // first (fewer indirect segments), then the queue depth, as Linux blkfront's grant budget does.
+        int budget = Math.Max(64, _domain.GrantTable.FreeRefs / 2);
+        int perQueue = ringSize;
+        while (_maxSegments > BlkifLimits.MaxSegmentsPerRequest && perQueue * _queueCount * (_maxSegments + 1) > budget)
+            _maxSegments = Math.Max(BlkifLimits.MaxSegmentsPerRequest, _maxSegments / 2);
+        if (_maxSegments <= BlkifLimits.MaxSegmentsPerRequest) _maxSegments = BlkifLimits.MaxSegmentsPerRequest;
+        while (perQueue > 1 && perQueue * _queueCount * (_maxSegments + 1) > budget) perQueue--;
+        _slots = new BlkRequestSlot[perQueue * _queueCount];
         _free = new Stack<BlkRequestSlot>[_queueCount];
         _freeCount = new SemaphoreSlim[_queueCount];
         for (int q = 0; q < _queueCount; q++)
         {
-            _free[q] = new Stack<BlkRequestSlot>(ringSize);
-            _freeCount[q] = new SemaphoreSlim(ringSize, ringSize);
+            _free[q] = new Stack<BlkRequestSlot>(perQueue);
+            _freeCount[q] = new SemaphoreSlim(perQueue, perQueue);
         }
         for (int i = 0; i < _slots.Length; i++)
         {

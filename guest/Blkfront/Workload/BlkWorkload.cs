@@ -22,7 +22,10 @@ public sealed record BlkWorkloadSpec
     /// <summary>A FLUSH after every this many acknowledged writes (0: never).</summary>
     public int FlushEvery { get; init; }
 
-    /// <summary>Bytes of the disk used from offset 0 (0: all of it).</summary>
+    /// <summary>Where the region used starts (a multiple of the block size).</summary>
+    public long OffsetBytes { get; init; }
+
+    /// <summary>Bytes of the disk used from <see cref="OffsetBytes"/> (0: the rest of it).</summary>
     public long RegionBytes { get; init; }
 
     /// <summary>Writes carry a pattern derived from (block, generation); reads check it against the last acknowledged write.</summary>
@@ -53,6 +56,7 @@ public sealed class BlkWorkload
     private readonly uint[] _issued;
     private readonly uint[] _acked;
     private readonly int[] _busy;
+    private readonly ulong _firstSector;
     private long _nextSequential;
     private long _ops, _bytes, _flushes, _errors, _verifyFailures, _writesSinceFlush;
 
@@ -62,7 +66,11 @@ public sealed class BlkWorkload
         _spec = spec;
         if (spec.BlockBytes <= 0 || spec.BlockBytes % device.SectorSize != 0 || spec.BlockBytes > device.MaxRequestBytes)
             throw new ArgumentOutOfRangeException(nameof(spec), $"block size must be whole sectors up to {device.MaxRequestBytes} bytes");
-        long region = spec.RegionBytes > 0 ? Math.Min(spec.RegionBytes, device.SizeBytes) : device.SizeBytes;
+        if (spec.OffsetBytes < 0 || spec.OffsetBytes % spec.BlockBytes != 0 || spec.OffsetBytes >= device.SizeBytes)
+            throw new ArgumentOutOfRangeException(nameof(spec), "offset must be whole blocks inside the disk");
+        _firstSector = (ulong)spec.OffsetBytes / 512;
+        long rest = device.SizeBytes - spec.OffsetBytes;
+        long region = spec.RegionBytes > 0 ? Math.Min(spec.RegionBytes, rest) : rest;
         _blocks = region / spec.BlockBytes;
         if (_blocks < spec.QueueDepth) throw new ArgumentOutOfRangeException(nameof(spec), "fewer blocks than the queue depth");
         if (spec.Verify)
@@ -118,14 +126,14 @@ public sealed class BlkWorkload
                 if (write)
                 {
                     uint gen = _spec.Verify ? ++_issued[block] : 0;
-                    status = await _device.DirectAsync(true, (ulong)block * sectorsPerBlock, _spec.BlockBytes,
+                    status = await _device.DirectAsync(true, _firstSector + (ulong)block * sectorsPerBlock, _spec.BlockBytes,
                         _spec.Verify ? (page, data) => Fill(data, block, gen, page) : null, null, ct).ConfigureAwait(false);
                     if (status == BlkifStatus.Okay && _spec.Verify) Volatile.Write(ref _acked[block], gen);
                 }
                 else
                 {
                     uint gen = _spec.Verify ? Volatile.Read(ref _acked[block]) : 0;
-                    status = await _device.DirectAsync(false, (ulong)block * sectorsPerBlock, _spec.BlockBytes, null,
+                    status = await _device.DirectAsync(false, _firstSector + (ulong)block * sectorsPerBlock, _spec.BlockBytes, null,
                         _spec.Verify ? (page, data) => { if (!Matches(data, block, gen, page)) Interlocked.Increment(ref _verifyFailures); } : null,
                         ct).ConfigureAwait(false);
                 }
@@ -159,7 +167,7 @@ public sealed class BlkWorkload
                 if (block >= _blocks) return;
                 uint gen = _acked[block];
                 bool ok = true;
-                short status = await _device.DirectAsync(false, (ulong)block * sectorsPerBlock, _spec.BlockBytes, null,
+                short status = await _device.DirectAsync(false, _firstSector + (ulong)block * sectorsPerBlock, _spec.BlockBytes, null,
                     (page, data) => ok &= Matches(data, block, gen, page), cancellationToken).ConfigureAwait(false);
                 if (status != BlkifStatus.Okay || !ok) Interlocked.Increment(ref bad);
             }
