@@ -91,6 +91,9 @@ public sealed class BlkWorkload
 
     public long Blocks => _blocks;
 
+    /// <summary>Requests completed so far (for a test that acts mid-run).</summary>
+    public long CompletedOps => Interlocked.Read(ref _ops);
+
     public async Task<BlkWorkloadResult> RunAsync(CancellationToken cancellationToken = default)
     {
         var sw = Stopwatch.StartNew();
