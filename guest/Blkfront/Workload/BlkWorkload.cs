@@ -57,7 +57,7 @@ public sealed class BlkWorkload
     private readonly uint[] _acked;
     private readonly int[] _busy;
     private readonly ulong _firstSector;
-    private long _nextSequential;
+    private long _nextSequential, _runTarget;
     private long _ops, _bytes, _flushes, _errors, _verifyFailures, _writesSinceFlush;
 
     public BlkWorkload(BlkfrontDevice device, BlkWorkloadSpec spec)
@@ -96,6 +96,9 @@ public sealed class BlkWorkload
 
     public async Task<BlkWorkloadResult> RunAsync(CancellationToken cancellationToken = default)
     {
+        // A workload can run again (its generations carry over, so VerifyAllAsync covers every run).
+        long ops0 = _ops, bytes0 = _bytes, flushes0 = _flushes, errors0 = _errors, verify0 = _verifyFailures;
+        _runTarget = ops0 + _spec.TotalOps;
         var sw = Stopwatch.StartNew();
         var deadline = _spec.Duration is { } d ? sw.Elapsed + d : (TimeSpan?)null;
         var workers = new Task[_spec.QueueDepth];
@@ -105,7 +108,7 @@ public sealed class BlkWorkload
             workers[i] = Task.Run(() => WorkerAsync(seed, sw, deadline, cancellationToken), cancellationToken);
         }
         await Task.WhenAll(workers).ConfigureAwait(false);
-        return new BlkWorkloadResult(_ops, _bytes, sw.Elapsed.TotalSeconds, _flushes, _errors, _verifyFailures);
+        return new BlkWorkloadResult(_ops - ops0, _bytes - bytes0, sw.Elapsed.TotalSeconds, _flushes - flushes0, _errors - errors0, _verifyFailures - verify0);
     }
 
     private async Task WorkerAsync(int seed, Stopwatch sw, TimeSpan? deadline, CancellationToken ct)
@@ -114,7 +117,7 @@ public sealed class BlkWorkload
         ulong sectorsPerBlock = (ulong)(_spec.BlockBytes / 512);
         while (!ct.IsCancellationRequested)
         {
-            if (deadline is { } end ? sw.Elapsed >= end : Interlocked.Read(ref _ops) >= _spec.TotalOps) return;
+            if (deadline is { } end ? sw.Elapsed >= end : Interlocked.Read(ref _ops) >= _runTarget) return;
             long block = _spec.Sequential ? Interlocked.Increment(ref _nextSequential) % _blocks : rng.NextInt64(_blocks);
             if (_spec.Verify && Interlocked.CompareExchange(ref _busy[block], 1, 0) != 0) continue;
             try
