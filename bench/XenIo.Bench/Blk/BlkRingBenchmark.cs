@@ -62,8 +62,8 @@ public sealed class BlkRingBenchmark : ISystemBenchmark
             var daemon = new Xenstored(mapper: new XenstoreDomainMapper(host));
             await using var listener = new XenstoreSocketListener(daemon, XenstoreSocketListener.PathUnder(dir));
             await using var dom0 = await XenstoreClient.ConnectAsync(listener.SocketPath, cancellationToken);
-            // 32 grant frames (Linux's default max_grant_frames): room for a ring's worth of 512 KiB requests kept granted.
-            await using var manager = new DomainManager(host, dom0, spawner: null, new DomainManagerOptions { GrantFrames = 32 });
+            // 64 grant frames: room for a ring's worth of 1 MiB requests (256 segments) kept granted within blkfront's half-the-table budget.
+            await using var manager = new DomainManager(host, dom0, spawner: null, new DomainManagerOptions { GrantFrames = 64 });
             var d = await manager.CreateAsync(new DomainConfig
             {
                 Name = "bench", MemoryMiB = 128, Vcpus = 1,

@@ -121,6 +121,16 @@ public sealed class BlkRig : IAsyncDisposable
         }
     }
 
+    /// <summary>blkback's status socket: one line per vbd ("domid/devid State image served=N errors=N").</summary>
+    public async Task<string[]> StatusAsync()
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(Directory, "blkback.sock")));
+        using var stream = new System.Net.Sockets.NetworkStream(socket);
+        using var reader = new StreamReader(stream);
+        return (await reader.ReadToEndAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
     /// <summary>SIGKILL: no clean-up of any kind, as a crash.</summary>
     public void KillBlkback()
     {
