@@ -14,6 +14,9 @@ public sealed class BlkbackOptions
     /// <summary><c>multi-queue-max-queues</c>.</summary>
     public int MaxQueues { get; set; } = 4;
 
+    /// <summary>Offer feature-persistent (grants mapped once, I/O straight into the guest's pages); off: grant copy for every request.</summary>
+    public bool PersistentGrants { get; set; } = true;
+
     /// <summary>I/O workers per ring: how many of its requests can be on the disk at once.</summary>
     public int IoWorkersPerQueue { get; set; } = 32;
 

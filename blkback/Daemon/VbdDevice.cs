@@ -74,7 +74,7 @@ public sealed class VbdDevice : IAsyncDisposable
                 await ApplyAsync([new VbdReportError(e.Message), new VbdSwitchState(XenbusState.Closing)], ct).ConfigureAwait(false);
                 return;
             }
-            _machine = new VbdBackendMachine(VbdFeatures.ForImage(_image, _options.MaxQueues));
+            _machine = new VbdBackendMachine(VbdFeatures.ForImage(_image, _options.MaxQueues) with { Persistent = _options.PersistentGrants });
             var feState = ParseState(await _store.TryReadAsync($"{FrontendPath}/state", cancellationToken: ct).ConfigureAwait(false));
             _awaitFrontendRestart = feState is XenbusState.Initialised or XenbusState.Connected;
             if (_awaitFrontendRestart) _log($"frontend is {feState} from an earlier blkback: waiting for it to reconnect");

@@ -11,23 +11,21 @@ namespace XenIo.Blkback.Rings;
 /// </summary>
 public sealed unsafe class PersistentGrants(ForeignDomain domain, int capacity) : IDisposable
 {
-    private readonly Dictionary<uint, GrantMapping> _maps = new(capacity);
+    // Lookups are lock-free (every request of every worker does them); inserts and disposal take the gate.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, GrantMapping> _maps = new(Environment.ProcessorCount, capacity);
     private readonly object _gate = new();
-    private bool _disposed;
+    private volatile bool _disposed;
 
     public int Capacity { get; } = capacity;
 
-    public int Count { get { lock (_gate) return _maps.Count; } }
+    public int Count => _maps.Count;
 
     /// <summary>The page of <paramref name="gref"/>; <paramref name="transient"/> is set when the caller must <see cref="Release"/> it after the I/O.</summary>
     public GrantStatus Get(uint gref, out GrantMapping mapping, out bool transient)
     {
         transient = false;
-        lock (_gate)
-        {
-            if (_disposed) { mapping = default; return GrantStatus.GeneralError; }
-            if (_maps.TryGetValue(gref, out mapping)) return GrantStatus.Okay;
-        }
+        if (_disposed) { mapping = default; return GrantStatus.GeneralError; }
+        if (_maps.TryGetValue(gref, out mapping)) return GrantStatus.Okay;
         var status = domain.Map(gref, readOnly: false, out mapping);
         if (status != GrantStatus.Okay) return status;
         lock (_gate)
@@ -41,7 +39,7 @@ public sealed unsafe class PersistentGrants(ForeignDomain domain, int capacity) 
                     mapping = existing;
                     return GrantStatus.Okay;
                 }
-                _maps.Add(gref, mapping);
+                _maps[gref] = mapping;
                 return GrantStatus.Okay;
             }
         }

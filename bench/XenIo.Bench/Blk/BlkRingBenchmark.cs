@@ -90,7 +90,9 @@ public sealed class BlkRingBenchmark : ISystemBenchmark
                 $"/local/domain/0/backend/vbd/{d.Domid}/51712", 0, new BlkfrontOptions { RingPageOrder = 0, Queues = 1 }, cancellationToken: cancellationToken);
             Console.WriteLine($"  blkfront: {front.QueueCount} queue of {front.RingSize} slots, {front.MaxInFlight} in flight, {front.MaxRequestBytes / 1024} KiB per request");
 
-            foreach (var job in Jobs)
+            // BLK_BENCH_JOBS=key,key runs a subset (while tuning).
+            var only = Environment.GetEnvironmentVariable("BLK_BENCH_JOBS")?.Split(',');
+            foreach (var job in Jobs.Where(j => only is null || only.Contains(j.Key)))
             {
                 Fio.DropCaches();
                 double? file = await Fio.MeasureAsync(job.Key, image, job.Rw, job.BlockBytes, job.QueueDepth, ImageBytes, RuntimeSeconds, job.Sequential, cancellationToken);
