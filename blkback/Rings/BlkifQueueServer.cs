@@ -22,6 +22,7 @@ namespace XenIo.Blkback.Rings;
 public sealed unsafe class BlkifQueueServer : IDisposable
 {
     private const int WaitSliceMs = 250;
+    private const uint MaxPersistentGrants = 16384;
 
     private readonly string _name;
     private readonly ForeignDomain _domain;
@@ -54,8 +55,10 @@ public sealed unsafe class BlkifQueueServer : IDisposable
         _broken = broken;
         _ring = BackRing<BlkifRequest, BlkifResponse>.Attach(pages.Address, pages.Length);
         _work = new BlkifRequest[_ring.Size];
-        // Linux keeps max_pgrants (1056) per ring; an indirect ring in flight needs up to size × segments.
-        _persistent = persistent ? new PersistentGrants(domain, Math.Max(1056, _ring.Size * Math.Min(_geometry.MaxIndirectSegments, 64))) : null;
+        // Linux keeps max_pgrants (1056) per ring. A frontend cannot name more grants than its table holds, and
+        // a full ring of 1 MiB requests needs size × 256: below that, every request would map and unmap its
+        // overflow (mmap_lock writes that stall every worker). Bounded so a process stays far from vm.max_map_count.
+        _persistent = persistent ? new PersistentGrants(domain, (int)Math.Min(domain.EntryCount, MaxPersistentGrants)) : null;
         _ringThread = new Thread(RingLoop) { IsBackground = true, Name = $"blkback {name}" };
         _workers = new Thread[Math.Clamp(workers, 1, _ring.Size)];
         for (int i = 0; i < _workers.Length; i++)
