@@ -91,7 +91,17 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
                 if (int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var devid) && present.Count < MaxDevices)
                     present.Add((domid, devid));
         }
-        foreach (var gone in _devices.Keys.Where(k => !present.Contains(k)).ToList())
+        // A directory removed and written again between two looks (detach then attach): the toolstack's fresh
+        // state=1 under a device we had moved on says so. Start that device over.
+        var restart = new List<(ushort, int)>();
+        foreach (var (key, device) in _devices.ToList())
+        {
+            // Only after our own state write has landed can a "1" be someone else's.
+            if (!present.Contains(key) || device.WrittenState is null or Hypervisor.Abi.XenbusState.Initialising) continue;
+            if (await store.TryReadAsync($"{device.BackendPath}/state", cancellationToken: ct).ConfigureAwait(false) == "1")
+                restart.Add(key);
+        }
+        foreach (var gone in _devices.Keys.Where(k => !present.Contains(k) || restart.Contains(k)).ToList())
         {
             logger.LogInformation("vbd {Domid}/{Devid}: removed", gone.Item1, gone.Item2);
             var device = _devices[gone];

@@ -30,6 +30,7 @@ public sealed class VbdDevice : IAsyncDisposable
     // Set when we start with a frontend already past Initialising (a blkback restart): its rings belong to the
     // backend that died, so nothing is mapped until it starts over (it sees its event channel close and does).
     private bool _awaitFrontendRestart;
+    private volatile bool _failed;
 
     public VbdDevice(XenstoreClient store, ForeignDomains domains, BlkbackOptions options, ushort domid, int devid, Action<string> log)
     {
@@ -46,7 +47,10 @@ public sealed class VbdDevice : IAsyncDisposable
     public int Devid { get; }
     public string BackendPath { get; }
     public string? FrontendPath { get; private set; }
-    public XenbusState State => _machine?.State ?? XenbusState.Initialising;
+    public XenbusState State => _failed ? XenbusState.Closing : _machine?.State ?? XenbusState.Initialising;
+
+    /// <summary>The backend state this device last wrote to xenstore (the write completed); null before its first.</summary>
+    public XenbusState? WrittenState { get; private set; }
     public string? Image => _image?.Options.Path;
     public long Served { get { lock (_queues) return _queues.Sum(q => q.Served); } }
     public long Errors { get { lock (_queues) return _queues.Sum(q => q.Errors); } }
@@ -71,6 +75,7 @@ public sealed class VbdDevice : IAsyncDisposable
             }
             catch (ImageOpenException e)
             {
+                _failed = true;
                 await ApplyAsync([new VbdReportError(e.Message), new VbdSwitchState(XenbusState.Closing)], ct).ConfigureAwait(false);
                 return;
             }
@@ -190,6 +195,7 @@ public sealed class VbdDevice : IAsyncDisposable
                     break;
                 case VbdSwitchState s:
                     await _store.WriteAsync($"{BackendPath}/state", ((int)s.State).ToString(CultureInfo.InvariantCulture), cancellationToken: ct).ConfigureAwait(false);
+                    WrittenState = s.State;
                     break;
                 case VbdReportError e:
                     _log(e.Message);

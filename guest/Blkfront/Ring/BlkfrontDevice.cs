@@ -34,6 +34,7 @@ public sealed record BlkfrontOptions
 public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
 {
     private const int Info_ReadOnly = 4;
+    private const int ConnectAttempts = 3;
 
     private readonly GuestDomain _domain;
     private readonly XenstoreClient _store;
@@ -93,9 +94,21 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
         var front = new BlkfrontDevice(domain, store, frontendPath, backendPath, backendId, options ?? new BlkfrontOptions(), log ?? (_ => { }));
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(front._options.HandshakeTimeout);
-            await front.HandshakeAsync(first: true, timeout.Token).ConfigureAwait(false);
+            // A backend that restarts in the middle of the handshake waits for us to start over: do, a few times.
+            for (int attempt = 1; ; attempt++)
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(front._options.HandshakeTimeout);
+                try
+                {
+                    await front.HandshakeAsync(first: true, timeout.Token).ConfigureAwait(false);
+                    break;
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && attempt < ConnectAttempts)
+                {
+                    front._log($"{frontendPath}: no answer from the backend within {front._options.HandshakeTimeout.TotalSeconds:0} s; starting over");
+                }
+            }
         }
         catch
         {

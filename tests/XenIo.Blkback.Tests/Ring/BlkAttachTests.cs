@@ -59,10 +59,17 @@ public sealed class BlkAttachTests(ITestOutputHelper output)
         Assert.True(await rig.WaitBackendStateAsync(second.Domid, XenbusState.Closing));
         Assert.Contains("already attached", await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(second.Domid)}/error"));
 
+        // The toolstack detaches the first and writes the second's nodes again at once: blkback starts that vbd over.
+        var secondGuest = rig.AttachGuest(second);
+        await XenstoreLayoutWriter.ApplyAsync(rig.Dom0, XenstoreLayout.DeviceRemoval("vbd", first.Domid, BlkRig.Xvda));
+        await XenstoreLayoutWriter.ApplyAsync(rig.Dom0, XenstoreLayout.Vbd(second.Domid, BlkRig.Disk(shared)));
+        var front = await rig.ConnectAsync(secondGuest, options: new BlkfrontOptions { RingPageOrder = 0 });
+        Assert.Equal(BlkifStatus.Okay, await front.DirectAsync(true, 0, 4096, null, null));
+
         var third = await rig.CreateDomainAsync("third", 16, BlkRig.Disk(qcow));
         Assert.True(await rig.WaitBackendStateAsync(third.Domid, XenbusState.Closing));
         Assert.Contains("qcow2", await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(third.Domid)}/error"));
-        Assert.Equal(XenbusState.InitWait.ToString("d"), await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(first.Domid)}/state"));
+        Assert.Equal(XenbusState.Connected.ToString("d"), await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(second.Domid)}/state"));
     }
 
     [Fact]
