@@ -125,7 +125,20 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
     {
         await WriteStateAsync(XenbusState.Initialising, ct).ConfigureAwait(false);
         // A backend that died left its old state behind; a live or restarted one shows InitWait when ready for us.
-        await WaitForBackendAsync(s => s == XenbusState.InitWait, ct).ConfigureAwait(false);
+        var offered = await WaitForBackendAsync(s => s is XenbusState.InitWait or XenbusState.Closing or XenbusState.Closed, ct).ConfigureAwait(false);
+        if (offered != XenbusState.InitWait)
+        {
+            // A live backend answers our Initialising with InitWait even from Closing; one that stays closed refused the
+            // vbd (a missing image, a locked one, a format it does not serve): say why instead of waiting.
+            using var grace = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            grace.CancelAfter(TimeSpan.FromSeconds(3));
+            try { await WaitForBackendAsync(s => s == XenbusState.InitWait, grace.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                var error = await _store.TryReadAsync($"{BackendPath}/error", cancellationToken: ct).ConfigureAwait(false);
+                throw new IOException($"the backend refused the vbd: {error ?? "no reason given"}");
+            }
+        }
 
         int maxOrder = (int)Math.Min(await ReadNumberAsync("max-ring-page-order", 0, ct).ConfigureAwait(false), RingGeometry.MaxRingPageOrder);
         int maxQueues = (int)Math.Clamp(await ReadNumberAsync("multi-queue-max-queues", 1, ct).ConfigureAwait(false), 1, 16);

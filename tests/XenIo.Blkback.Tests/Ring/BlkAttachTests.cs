@@ -69,6 +69,9 @@ public sealed class BlkAttachTests(ITestOutputHelper output)
         var third = await rig.CreateDomainAsync("third", 16, BlkRig.Disk(qcow));
         Assert.True(await rig.WaitBackendStateAsync(third.Domid, XenbusState.Closing));
         Assert.Contains("qcow2", await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(third.Domid)}/error"));
+        // blkfront does not wait for a vbd the backend refused: it fails with the backend's reason.
+        var refused = await Assert.ThrowsAsync<IOException>(() => rig.ConnectAsync(rig.AttachGuest(third)));
+        Assert.Contains("qcow2", refused.Message);
         Assert.Equal(XenbusState.Connected.ToString("d"), await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(second.Domid)}/state"));
     }
 
