@@ -45,8 +45,6 @@ public sealed class BlkRingBenchmark : ISystemBenchmark
         var dir = Path.Combine(context.WorkDirectory, "blk-ring");
         Directory.CreateDirectory(dir);
         var image = Path.Combine(dir, "disk.img");
-        Process? blkback = null;
-        var log = new StringBuilder();
         try
         {
             // Written, not sparse: reads of holes would measure nothing.
@@ -58,36 +56,8 @@ public sealed class BlkRingBenchmark : ISystemBenchmark
                 return;
             }
 
-            using var host = new CoreHost(dir, 512L * 256);
-            var daemon = new Xenstored(mapper: new XenstoreDomainMapper(host));
-            await using var listener = new XenstoreSocketListener(daemon, XenstoreSocketListener.PathUnder(dir));
-            await using var dom0 = await XenstoreClient.ConnectAsync(listener.SocketPath, cancellationToken);
-            // 64 grant frames: room for a ring's worth of 1 MiB requests (256 segments) kept granted within blkfront's half-the-table budget.
-            await using var manager = new DomainManager(host, dom0, spawner: null, new DomainManagerOptions { GrantFrames = 64 });
-            var d = await manager.CreateAsync(new DomainConfig
-            {
-                Name = "bench", MemoryMiB = 128, Vcpus = 1,
-                Disks = [new DiskConfig { Target = image, Vdev = "xvda", VirtualDevice = 51712 }],
-            }, cancellationToken);
-            var memory = d.Hosted.Memory.Duplicate();
-            var hypercall = d.Hosted.TakeGuestEnd();
-            int memFd = (int)memory.DangerousGetHandle(), hcFd = (int)hypercall.DangerousGetHandle();
-            memory.SetHandleAsInvalid();
-            hypercall.SetHandleAsInvalid();
-            using var guest = GuestDomain.Attach(memFd, hcFd);
-
-            blkback = StartBlkback(dir, log);
-            var status = Path.Combine(dir, "blkback.sock");
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (!File.Exists(status) && !blkback.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50, cancellationToken);
-            if (!File.Exists(status))
-            {
-                Console.WriteLine(log);
-                foreach (var job in Jobs) context.Unavailable($"blk.{job.Key}.ratio", "blkback did not start");
-                return;
-            }
-            await using var front = await BlkfrontDevice.ConnectAsync(guest, dom0, $"/local/domain/{d.Domid}/device/vbd/51712",
-                $"/local/domain/0/backend/vbd/{d.Domid}/51712", 0, new BlkfrontOptions { RingPageOrder = 0, Queues = 1 }, cancellationToken: cancellationToken);
+            await using var rig = await BlkRingRig.StartAsync(dir, image, cancellationToken);
+            var front = rig.Front;
             Console.WriteLine($"  blkfront: {front.QueueCount} queue of {front.RingSize} slots, {front.MaxInFlight} in flight, {front.MaxRequestBytes / 1024} KiB per request");
 
             // BLK_BENCH_JOBS=key,key runs a subset (while tuning).
@@ -124,27 +94,8 @@ public sealed class BlkRingBenchmark : ISystemBenchmark
         }
         finally
         {
-            if (blkback is { HasExited: false })
-            {
-                blkback.Kill();
-                await blkback.WaitForExitAsync(CancellationToken.None);
-            }
-            blkback?.Dispose();
             try { Directory.Delete(dir, true); } catch (IOException) { }
         }
-    }
-
-    private static Process StartBlkback(string dir, StringBuilder log)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "xenio.dll"));
-        foreach (var a in new[] { "blkback", "--run-dir", dir, "--direct" }) psi.ArgumentList.Add(a);
-        var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return p;
     }
 }
 
