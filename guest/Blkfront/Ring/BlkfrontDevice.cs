@@ -262,20 +262,22 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
     private async Task MaintainAsync()
     {
         var ct = _stop.Token;
+        Task? signal = null;
         while (!ct.IsCancellationRequested)
         {
             try
             {
-                using var lost = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                var signal = _lostSignal.WaitAsync(ct);
-                var state = WaitForBackendAsync(s => s != XenbusState.Connected, lost.Token);
+                // One waiter on the signal at a time, kept across rounds, so no report is taken by a stale waiter.
+                signal ??= _lostSignal.WaitAsync(ct);
+                using var watching = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var state = WaitForBackendAsync(s => s != XenbusState.Connected, watching.Token);
                 var which = await Task.WhenAny(signal, state).ConfigureAwait(false);
-                lost.Cancel();
-                try { await Task.WhenAll(signal.ContinueWith(_ => { }, TaskScheduler.Default), state.ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false); } catch { }
+                watching.Cancel();
+                string why = which == signal ? "its ring" : $"its state {(state.IsCompletedSuccessfully ? state.Result : XenbusState.Unknown)}";
+                try { await state.ConfigureAwait(false); } catch (Exception e) when (e is OperationCanceledException or IOException or XenstoreException) { }
                 if (ct.IsCancellationRequested) return;
-                if (signal.IsCompletedSuccessfully) { }
-                else _ = _lostSignal.WaitAsync(0);
-                _log($"{FrontendPath}: backend lost ({(which == signal ? "ring" : "state " + (state.IsCompletedSuccessfully ? state.Result : XenbusState.Unknown))}); reconnecting");
+                if (which == signal) signal = null;
+                _log($"{FrontendPath}: backend lost ({why}); reconnecting");
                 TearDown();
                 while (!ct.IsCancellationRequested)
                 {
@@ -292,7 +294,9 @@ public sealed class BlkfrontDevice : IBlockDevice, IAsyncDisposable
                         await Task.Delay(500, ct).ConfigureAwait(false);
                     }
                 }
-                while (_lostSignal.CurrentCount > 0) _lostSignal.Wait(0);
+                // Reports from the rings torn down above are about the loss just handled.
+                if (signal is { IsCompleted: true }) signal = null;
+                while (_lostSignal.Wait(0)) { }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { return; }
             catch (Exception e) when (e is IOException or XenstoreException)

@@ -24,7 +24,7 @@ public sealed class BlkGuestTests(ITestOutputHelper output)
     {
         Requires.Root("spawns a guest and attaches a loop device");
         Requires.Tool("unshare");
-        var mkfs = Requires.Tool("mkfs.ext4");
+        Requires.Tool("mkfs.ext4");
         var e2fsck = Requires.Tool("e2fsck");
         var debugfs = Requires.Tool("debugfs");
         Skip.IfNot(File.Exists("/dev/fuse") && File.Exists("/dev/loop-control"), "needs /dev/fuse and /dev/loop-control");
@@ -79,7 +79,6 @@ public sealed class BlkGuestTests(ITestOutputHelper output)
             Assert.Equal(0, code);
             var (_, hello) = Run(debugfs, "-R", "cat /hello.txt", image);
             Assert.Contains("hello from the guest", hello);
-            _ = mkfs;
         }
         catch
         {
