@@ -44,6 +44,29 @@ public sealed class BlkAttachTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_4096_byte_sector_disk_in_O_DIRECT_mode_takes_whole_sectors_only()
+    {
+        await using var rig = await BlkRig.StartAsync();
+        var image = rig.CreateImage("4k.img", 16);
+        var d = await rig.CreateDomainAsync("fourk", 32, BlkRig.Disk(image));
+        var guest = rig.AttachGuest(d);
+        await rig.StartBlkbackAsync(direct: true, sectorSize: 4096);
+        var front = await rig.ConnectAsync(guest, options: new BlkfrontOptions { RingPageOrder = 0 });
+        Assert.Equal(4096, front.SectorSize);
+        Assert.Equal("4096", await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(d.Domid)}/sector-size"));
+        Assert.Equal((16L << 20) / 512, long.Parse(await rig.Dom0.ReadAsync($"{BlkRig.BackendPath(d.Domid)}/sectors")));
+        var data = new byte[3 * 4096];
+        Random.Shared.NextBytes(data);
+        await front.WriteAsync(64, data);
+        var back = new byte[data.Length];
+        await front.ReadAsync(64, back);
+        Assert.Equal(data, back);
+        await Assert.ThrowsAsync<BlockDeviceException>(async () => await front.WriteAsync(64, new byte[512]));
+        await Assert.ThrowsAsync<BlockDeviceException>(async () => await front.ReadAsync(65, new byte[4096]));
+        Assert.Equal(data, RawFile.Read(image, 64 * 512, data.Length));
+    }
+
+    [Fact]
     public async Task A_writable_image_attached_twice_and_a_qcow2_image_are_refused_with_the_reason()
     {
         await using var rig = await BlkRig.StartAsync();

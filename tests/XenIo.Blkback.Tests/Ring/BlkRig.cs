@@ -97,7 +97,7 @@ public sealed class BlkRig : IAsyncDisposable
     }
 
     /// <summary>Starts <c>xenio blkback</c> for this rig and waits for its status socket.</summary>
-    public async Task StartBlkbackAsync(bool direct = false)
+    public async Task StartBlkbackAsync(bool direct = false, int sectorSize = 512)
     {
         var status = Path.Combine(Directory, "blkback.sock");
         File.Delete(status);
@@ -105,6 +105,7 @@ public sealed class BlkRig : IAsyncDisposable
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "xenio.dll"));
         foreach (var a in new[] { "blkback", "--run-dir", Directory }) psi.ArgumentList.Add(a);
         if (direct) psi.ArgumentList.Add("--direct");
+        if (sectorSize != 512) { psi.ArgumentList.Add("--sector-size"); psi.ArgumentList.Add(sectorSize.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
         psi.Environment["Logging__Console__FormatterName"] = "simple";
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) Log(e.Data); };
