@@ -97,6 +97,86 @@ public sealed class BlkGuestTests(ITestOutputHelper output)
         }
     }
 
+    [SkippableFact]
+    public async Task A_guest_writing_its_disk_through_FUSE_rides_out_a_blkback_SIGKILL_and_restart()
+    {
+        Requires.Root("spawns a guest and attaches a loop device");
+        Requires.Tool("unshare");
+        Requires.Tool("cmp");
+        Skip.IfNot(File.Exists("/dev/fuse") && File.Exists("/dev/loop-control"), "needs /dev/fuse and /dev/loop-control");
+
+        var dir = Path.Combine(Path.GetTempPath(), "xenio-blkguest-" + Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(dir);
+        var image = Path.Combine(dir, "guest.img");
+        using (var f = new FileStream(image, FileMode.Create)) f.SetLength(64L << 20);
+        var names = new KernelNames($"t{Environment.ProcessId % 100000}br");
+        var layout = CgroupLayout.Detect();
+        using var host = new CoreHost(dir, budgetPages: 1L << 18);
+        var daemon = new Xenstored(mapper: new XenstoreDomainMapper(host));
+        await using var listener = new XenstoreSocketListener(daemon, XenstoreSocketListener.PathUnder(dir));
+        await using var dom0 = await XenstoreClient.ConnectAsync(listener.SocketPath);
+        var manager = new DomainManager(host, dom0, new AgentSpawner(layout, names), new DomainManagerOptions
+        {
+            AgentCommand = AgentSpawner.DefaultAgentCommand(),
+            HiddenPaths = [dir],
+            LogDirectory = dir,
+            StopTimeoutMs = 2000,
+        });
+        Process? blkback = null;
+        var blkbackLog = new System.Text.StringBuilder();
+        var agentLog = Path.Combine(dir, "rider.log");
+        try
+        {
+            blkback = StartBlkback(dir, blkbackLog);
+            // Write 2 MiB chunks through the loop device (direct I/O, synced) and read each back, for a while.
+            const string script = """
+                set -e
+                i=0; while [ ! -e /run/xenio/vbd/xvda ]; do i=$((i+1)); [ $i -lt 300 ] || exit 90; sleep 0.1; done
+                dd if=/dev/urandom of=/tmp/chunk bs=1M count=2 status=none
+                n=0
+                while [ $n -lt 300 ]; do
+                  dd if=/tmp/chunk of=/run/xenio/vbd/xvda bs=1M seek=$((n % 30 * 2)) oflag=direct conv=fsync,notrunc status=none
+                  dd if=/run/xenio/vbd/xvda of=/tmp/back bs=1M skip=$((n % 30 * 2)) count=2 iflag=direct status=none
+                  cmp -s /tmp/chunk /tmp/back || exit 91
+                  n=$((n+1))
+                done
+                """;
+            var d = await manager.CreateAsync(new DomainConfig
+            {
+                Name = "rider", MemoryMiB = 128, Init = ["/bin/sh", "-c", script],
+                Disks = [new DiskConfig { Target = image, Vdev = "xvda", VirtualDevice = 51712 }],
+            });
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!Read(agentLog).Contains("/run/xenio/vbd/xvda", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(20);
+            await Task.Delay(300);
+            Assert.False(d.Agent!.Exited.IsCompleted, "the guest finished before blkback could be killed");
+            blkback.Kill();
+            blkback.WaitForExit();
+            blkback.Dispose();
+            blkback = StartBlkback(dir, blkbackLog);
+
+            var exit = await d.Agent.Exited.WaitAsync(TimeSpan.FromSeconds(120));
+            output.WriteLine(Read(agentLog));
+            Assert.Equal(0, exit.Shutdown?.Value);
+            Assert.Contains("reconnected", Read(agentLog));
+        }
+        catch
+        {
+            output.WriteLine(Read(agentLog));
+            lock (blkbackLog) output.WriteLine(blkbackLog.ToString());
+            throw;
+        }
+        finally
+        {
+            await manager.DisposeAsync();
+            if (blkback is { HasExited: false }) { blkback.Kill(); blkback.WaitForExit(); }
+            blkback?.Dispose();
+            foreach (var ns in NetnsNames.List(names.Prefix)) NetnsNames.Detach(ns);
+            DomainCgroup.RemoveLeftovers(layout, names);
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
+
     private static string Read(string path)
     {
         try { return File.ReadAllText(path); } catch (IOException) { return ""; }
