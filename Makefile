@@ -12,7 +12,7 @@ export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 # Debian packages the tests use (each issue adds what its tests drive). Installed only when missing.
 DEPS_APT := \
 	gcc libc6-dev make libxen-dev xenstore-utils iproute2 procps util-linux \
-	iperf3 tshark socat libpcap0.8 qemu-system-x86 iputils-ping e2fsprogs telnet tmux systemd
+	iperf3 tshark socat libpcap0.8 qemu-system-x86 iputils-ping e2fsprogs telnet tmux systemd fio
 # The peers `make bench` measures against.
 BENCH_DEPS_APT := gcc libxen-dev fio openvswitch-switch vde2 iperf3
 

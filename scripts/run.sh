@@ -17,6 +17,10 @@ if [ "${STOP:-0}" = 1 ]; then exec "$xenio" down --run-dir "$run"; fi
 "$xenio" up --run-dir "$run" --log-dir "$log"
 for cfg in examples/*.cfg; do
   name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$cfg")
+  # Each example's disk: a sparse raw image, created once (blkback serves it; the guest sees /run/xenio/vbd/xvda).
+  for image in $(sed -n "s/^disk.*target=\([^',]*\).*/\1/p" "$cfg"); do
+    if [ ! -e "$image" ]; then mkdir -p "$(dirname "$image")"; truncate -s 1G "$image"; echo "created disk image $image (1 GiB, sparse)"; fi
+  done
   if "$xenio" list --json | grep -q "\"name\":\"$name\""; then continue; fi
   "$xenio" create "$cfg"
 done

@@ -21,6 +21,7 @@ internal static class Program
         Verbs.NetbackVerb.Build(),
         Verbs.ConsoledVerb.Build(),
         Verbs.ConsoleVerb.Build(),
+        Verbs.BlkbackVerb.Build(),
         Verbs.SwitchVerb.Build(),
         Verbs.CaptureVerb.Build(),
         Verbs.UpVerbs.BuildUp(),

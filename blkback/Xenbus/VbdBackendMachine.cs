@@ -63,7 +63,12 @@ public sealed class VbdBackendMachine
         {
             case XenbusState.Initialising:
                 // A frontend starting over after we closed (guest agent restart): offer the handshake again.
-                if (State == XenbusState.Closed) Switch(actions, XenbusState.InitWait);
+                // Closing too: a frontend reconnecting after a broken ring or a blkback restart starts over from Initialising.
+                if (State is XenbusState.Closed or XenbusState.Closing)
+                {
+                    Disconnect(actions);
+                    Switch(actions, XenbusState.InitWait);
+                }
                 else if (State == XenbusState.Connected || _connecting)
                 {
                     Disconnect(actions);

@@ -35,12 +35,13 @@ public sealed class DaemonSupervisor
         _log = log;
     }
 
-    /// <summary>The daemons of one run directory: hyperd (xenstored inside), netback and consoled.</summary>
+    /// <summary>The daemons of one run directory: hyperd (xenstored inside), netback, consoled and blkback.</summary>
     public static (DaemonSpec Hyperd, DaemonSpec[] Backends) Standard(string runDirectory) =>
         (new DaemonSpec("hyperd", ["hyperd", "--run-dir", runDirectory],
             [Path.Combine(runDirectory, "hyperd.sock"), Path.Combine(runDirectory, "xenstored", "socket")]),
          [new DaemonSpec("netback", ["netback", "--run-dir", runDirectory], [Path.Combine(runDirectory, "netback.sock")]),
-          new DaemonSpec("consoled", ["consoled", "--run-dir", runDirectory], [Path.Combine(runDirectory, "consoled.sock")])]);
+          new DaemonSpec("consoled", ["consoled", "--run-dir", runDirectory], [Path.Combine(runDirectory, "consoled.sock")]),
+          new DaemonSpec("blkback", ["blkback", "--run-dir", runDirectory], [Path.Combine(runDirectory, "blkback.sock")])]);
 
     /// <summary>The pid of a running daemon, for status and tests.</summary>
     public int? PidOf(string name)

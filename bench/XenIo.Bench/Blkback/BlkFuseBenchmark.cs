@@ -8,8 +8,8 @@ namespace XenIo.Bench.Blkback;
 /// <summary>
 /// blkfront's FUSE/loop path (<c>blk.fuse.*</c>): the same fio jobs on the loop device the guest's tools
 /// use and, in the same run, directly on the image file with <c>direct=1</c> (the baseline). The FUSE
-/// disk is backed by the image opened with O_DIRECT, as blkback's O_DIRECT mode; caches are dropped
-/// before every job. Reported as figures and ratios; the issue sets no target for this path yet.
+/// disk is blkfront's ring client, served by the blkback daemon in O_DIRECT mode (the whole guest path);
+/// caches are dropped before every job. Reported as figures and ratios; the issue sets no target for this path yet.
 /// </summary>
 public sealed class BlkFuseBenchmark : ISystemBenchmark
 {
@@ -59,8 +59,9 @@ public sealed class BlkFuseBenchmark : ISystemBenchmark
             foreach (var job in Jobs)
                 baseline[job.Key] = await Measure(job, image, cancellationToken) ?? double.NaN;
 
-            using var device = new FileBlockDevice(image, direct: true);
-            using (var disk = FuseDisk.Attach(device, mount, new FuseDiskOptions { Threads = 32, MaxWrite = 1 << 20, MaxBackground = 128 }))
+            // The guest's path: FUSE file → loop device → blkfront → blkif ring → blkback (O_DIRECT) → image.
+            await using var rig = await Blk.BlkRingRig.StartAsync(dir, image, cancellationToken);
+            using (var disk = FuseDisk.Attach(rig.Front, mount, new FuseDiskOptions { Threads = 32, MaxWrite = 1 << 20, MaxBackground = 128 }))
             {
                 foreach (var job in Jobs)
                 {
@@ -72,7 +73,7 @@ public sealed class BlkFuseBenchmark : ISystemBenchmark
                         context.Unavailable($"blk.fuse.{job.Key}.ratio", "fio failed (see the log above)");
                         continue;
                     }
-                    context.Report($"blk.fuse.{job.Key}.{(job.Sequential ? "mb_s" : "iops")}", fuse.Value, unit, $"FUSE + loop (direct I/O), {job.Rw} bs={job.BlockSize} qd={job.IoDepth}");
+                    context.Report($"blk.fuse.{job.Key}.{(job.Sequential ? "mb_s" : "iops")}", fuse.Value, unit, $"FUSE + loop (direct I/O) → blkfront → ring → blkback, {job.Rw} bs={job.BlockSize} qd={job.IoDepth}");
                     context.Report($"blk.fuse.{job.Key}.file_{(job.Sequential ? "mb_s" : "iops")}", b, unit, "same fio job on the image file, direct=1");
                     context.Report($"blk.fuse.{job.Key}.ratio", fuse.Value / b, "x", "FUSE/loop over the image file directly");
                 }

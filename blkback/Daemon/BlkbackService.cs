@@ -1,0 +1,169 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using XenIo.Hypervisor.Hypercalls;
+using XenIo.Hypervisor.Store.Client;
+using XenIo.Hypervisor.Store.Transports;
+
+namespace XenIo.Blkback.Daemon;
+
+/// <summary>
+/// The blkback daemon: connects to xenstored and hyperd's hypercall socket, watches
+/// <c>/local/domain/0/backend/vbd</c> and runs one <see cref="VbdDevice"/> per backend directory, adding
+/// and removing them as the toolstack writes and removes nodes (domain create/destroy, block-attach/-detach).
+/// Directories that exist at start are picked up too (a restarted blkback). <c>&lt;run&gt;/blkback.sock</c>
+/// answers each connection with one line per vbd and says the daemon is up. A failure at start sets
+/// <see cref="Environment.ExitCode"/> and stops the host.
+/// </summary>
+public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<BlkbackService> logger, IHostApplicationLifetime lifetime) : BackgroundService
+{
+    public const string BackendRoot = "/local/domain/0/backend/vbd";
+    /// <summary>More vbds than this are refused (a toolstack bug or a flood), not served.</summary>
+    public const int MaxDevices = 4096;
+
+    private readonly BlkbackOptions _options = options.Value;
+    private readonly Dictionary<(ushort, int), VbdDevice> _devices = [];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await RunAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            logger.LogError("blkback failed: {Message}", e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }
+        finally
+        {
+            foreach (var d in _devices.Values) await d.DisposeAsync().ConfigureAwait(false);
+            _devices.Clear();
+        }
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
+        var xsSocket = XenstoreSocketListener.PathUnder(_options.RunDirectory);
+        var hcSocket = Path.Combine(_options.RunDirectory, "hypercall.sock");
+        await using var store = await Retry(() => XenstoreClient.ConnectAsync(xsSocket, stoppingToken), xsSocket, stoppingToken).ConfigureAwait(false);
+        using var hypercalls = await Retry(() => Task.FromResult(HypercallClient.Connect(hcSocket)), hcSocket, stoppingToken).ConfigureAwait(false);
+        var domains = new ForeignDomains(hypercalls);
+
+        await using var watch = await store.SubscribeAsync(BackendRoot, "blkback-vbds", cancellationToken: stoppingToken).ConfigureAwait(false);
+        var statusPath = BlkbackOptions.StatusSocketPath(_options.RunDirectory);
+        using var status = ListenStatus(statusPath);
+        var serveStatus = ServeStatusAsync(status, stoppingToken);
+        logger.LogInformation("blkback watching {Root} on {Xenstored}{Direct}; status on {Socket}", BackendRoot, xsSocket,
+            _options.Direct ? " (O_DIRECT)" : "", statusPath);
+        try
+        {
+            // A new watch fires once at once: the first pass picks up what an earlier blkback served.
+            while (await watch.Events.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+            {
+                while (watch.Events.TryRead(out _)) { }
+                await ReconcileAsync(store, domains, stoppingToken).ConfigureAwait(false);
+            }
+            throw new IOException($"the connection to xenstored ({xsSocket}) closed");
+        }
+        finally
+        {
+            File.Delete(statusPath);
+            try { await serveStatus.ConfigureAwait(false); } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+        }
+    }
+
+    /// <summary>Brings the device set in line with the backend directories that exist now.</summary>
+    private async Task ReconcileAsync(XenstoreClient store, ForeignDomains domains, CancellationToken ct)
+    {
+        var present = new HashSet<(ushort, int)>();
+        foreach (var d in await List(store, BackendRoot, ct).ConfigureAwait(false))
+        {
+            if (!ushort.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out var domid) || domid == 0) continue;
+            foreach (var v in await List(store, $"{BackendRoot}/{d}", ct).ConfigureAwait(false))
+                if (int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var devid) && present.Count < MaxDevices)
+                    present.Add((domid, devid));
+        }
+        // A directory removed and written again between two looks (detach then attach): the toolstack's fresh
+        // state=1 under a device we had moved on says so. Start that device over.
+        var restart = new List<(ushort, int)>();
+        foreach (var (key, device) in _devices.ToList())
+        {
+            // Only after our own state write has landed can a "1" be someone else's.
+            if (!present.Contains(key) || device.WrittenState is null or Hypervisor.Abi.XenbusState.Initialising) continue;
+            if (await store.TryReadAsync($"{device.BackendPath}/state", cancellationToken: ct).ConfigureAwait(false) == "1")
+                restart.Add(key);
+        }
+        foreach (var gone in _devices.Keys.Where(k => !present.Contains(k) || restart.Contains(k)).ToList())
+        {
+            logger.LogInformation("vbd {Domid}/{Devid}: removed", gone.Item1, gone.Item2);
+            var device = _devices[gone];
+            _devices.Remove(gone);
+            await device.DisposeAsync().ConfigureAwait(false);
+        }
+        foreach (var (domid, devid) in present.Where(k => !_devices.ContainsKey(k)).Order())
+        {
+            // A directory half-written by the toolstack: wait until its frontend key is there.
+            if (await store.TryReadAsync($"{BackendRoot}/{domid}/{devid}/frontend", cancellationToken: ct).ConfigureAwait(false) is null) continue;
+            var device = new VbdDevice(store, domains, _options, domid, devid, m => logger.LogInformation("{Message}", m));
+            _devices[(domid, devid)] = device;
+            device.Start();
+        }
+    }
+
+    private static async Task<string[]> List(XenstoreClient store, string path, CancellationToken ct)
+    {
+        try { return await store.DirectoryAsync(path, cancellationToken: ct).ConfigureAwait(false); }
+        catch (XenstoreException) { return []; }
+    }
+
+    private static Socket ListenStatus(string path)
+    {
+        File.Delete(path);
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(path));
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        socket.Listen(8);
+        return socket;
+    }
+
+    private async Task ServeStatusAsync(Socket listener, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            using var client = await listener.AcceptAsync(ct).ConfigureAwait(false);
+            var text = new StringBuilder();
+            foreach (var d in _devices.Values.ToArray())
+                text.Append(CultureInfo.InvariantCulture, $"{d.Domid}/{d.Devid} {d.State} {d.Image ?? "-"} served={d.Served} errors={d.Errors}\n");
+            try { await client.SendAsync(Encoding.UTF8.GetBytes(text.ToString()), SocketFlags.None, ct).ConfigureAwait(false); }
+            catch (SocketException) { }
+        }
+    }
+
+    private async Task<T> Retry<T>(Func<Task<T>> connect, string socket, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + _options.StartWait;
+        while (true)
+        {
+            try
+            {
+                return await connect().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or IOException && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or IOException)
+            {
+                throw new IOException($"nothing answers on {socket} ({e.Message}); start the daemons with `xenio up`", e);
+            }
+        }
+    }
+}
