@@ -8,6 +8,7 @@ internal static class FrontendDrivers
 {
     public static IReadOnlyList<IFrontendDriver> Create() =>
     [
+        new Balloon.BalloonDriver(),
     ];
 
     /// <summary>Starts every driver on the thread pool; each logs its own end.</summary>
