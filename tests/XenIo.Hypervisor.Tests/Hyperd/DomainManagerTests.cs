@@ -39,13 +39,23 @@ public sealed class DomainManagerTests : IAsyncDisposable
         return (_manager, _dom0);
     }
 
-    private static DomainConfig Config(string name, long mib = 4) => new()
+    private string Image
+    {
+        get
+        {
+            var path = Path.Combine(_dir, "web.img");
+            if (!File.Exists(path)) File.WriteAllBytes(path, new byte[4096]);
+            return path;
+        }
+    }
+
+    private DomainConfig Config(string name, long mib = 4) => new()
     {
         Name = name,
         MemoryMiB = mib,
         Vcpus = 2,
-        Vifs = [new VifConfig { Devid = 0, Ip = "198.18.0.2/24" }, new VifConfig { Devid = 1, Mac = "00:16:3e:01:02:03", Vifname = "web-out" }],
-        Disks = [new DiskConfig { Target = "/images/web.img", Vdev = "xvda", VirtualDevice = 51712 }],
+        Vifs = [new VifConfig { Devid = 0, Ip = "198.18.0.2/24" }, name == "web" ? new VifConfig { Devid = 1, Mac = "00:16:3e:01:02:03", Vifname = "web-out" } : new VifConfig { Devid = 1 }],
+        Disks = [new DiskConfig { Target = Image, Vdev = "xvda", VirtualDevice = 51712 }],
     };
 
     /// <summary>Acts as the guest's kernel: its store ring over its own memory and the endpoint the toolstack kept for it.</summary>
@@ -86,7 +96,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal("vif1.0", await dom0.ReadAsync("/local/domain/0/backend/vif/1/0/vifname"));
         Assert.Equal("web-out", await dom0.ReadAsync("/local/domain/0/backend/vif/1/1/vifname"));
         Assert.Equal("00:16:3e:01:02:03", await dom0.ReadAsync("/local/domain/0/backend/vif/1/1/mac"));
-        Assert.Equal("/images/web.img", await dom0.ReadAsync("/local/domain/0/backend/vbd/1/51712/params"));
+        Assert.Equal(Image, await dom0.ReadAsync("/local/domain/0/backend/vbd/1/51712/params"));
 
         // Grant refs 0 and 1 give dom0 the console and store pages, right after the grant table.
         Assert.Equal(_host.Find(1)!.GrantFrames, web.ConsoleFrame);
@@ -96,7 +106,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal((DomainIds.Dom0, web.StoreFrame), (store.Domid, store.Frame));
         Assert.True(console.Flags.HasFlag(GrantFlags.PermitAccess));
 
-        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
+        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, CurrentMiB = 4, MaxMemMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
             manager.List().Select(i => i with { UptimeSeconds = 0, Uuid = null }));
     }
 
