@@ -45,7 +45,7 @@ internal static class DomainVerbs
             Hypervisor.Domains.DomainConfig config;
             try
             {
-                var (c, warnings) = DomainConfigReader.Read(parse.GetValue(file)!, parse.GetValue(overrides) ?? []);
+                var (c, warnings) = DomainConfigReader.Read(parse.GetValue(file)!, parse.GetValue(overrides) ?? [], HyperdVerb.Settings.DefaultBridge);
                 foreach (var w in warnings) Console.Error.WriteLine(w);
                 config = c;
             }
