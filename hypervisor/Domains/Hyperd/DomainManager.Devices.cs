@@ -64,6 +64,7 @@ public sealed partial class DomainManager
     /// <summary>A disk's image must exist and be openable as its mode asks; blkback serves raw images only.</summary>
     internal static void ValidateDisk(DiskConfig disk)
     {
+        if (disk.Vdev is null || !Enum.IsDefined(disk.Format)) throw new DomainException(400, "disk: vdev must be given and format known");
         if (disk.Format != DiskFormat.Raw)
             throw new DomainException(400, $"disk {disk.Vdev}: format={disk.Format.ToString().ToLowerInvariant()} is not served (blkback serves raw images)");
         if (disk.Target is null)

@@ -125,6 +125,10 @@ public sealed partial class DomainManager : IAsyncDisposable
 
     internal static void Validate(DomainConfig config)
     {
+        // JSON may carry explicit nulls where the record has defaults: refuse them before anything reads them.
+        if (config.Name is null || config.Init is null || config.Vifs is null || config.Disks is null
+            || config.Init.Any(a => a is null) || config.Vifs.Any(v => v is null) || config.Disks.Any(d => d is null))
+            throw new DomainException(400, "bad domain configuration: name, init, vifs and disks must not be null");
         if (!KernelNames.IsValid(config.Name))
             throw new DomainException(400, $"'{config.Name}' is not a valid domain name: letters, digits, '-', '_' and '.', at most {KernelNames.MaxNameLength}, not starting with '.' or '-'");
         if (config.MemoryMiB < 1 || config.MemoryMiB > 1 << 20) throw new DomainException(400, $"memory={config.MemoryMiB}: must be 1..1048576 MiB");
@@ -145,6 +149,7 @@ public sealed partial class DomainManager : IAsyncDisposable
     /// <summary>What one vif must be on its own (at create and at network-attach).</summary>
     internal static void ValidateVif(VifConfig vif)
     {
+        if (vif.Bridge is null || vif.Type is null) throw new DomainException(400, "vif: bridge and type must not be null");
         if (vif.Mac is { } mac && !IsUnicastMac(mac)) throw new DomainException(400, $"vif mac '{mac}': expected six hex pairs separated by ':', unicast");
         // A vifname becomes a Linux interface name: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or spaces.
         if (vif.Vifname is { } ifname && (ifname.Length is 0 or > 15 || ifname.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))

@@ -241,3 +241,14 @@ public sealed class DeviceHotplugTests : IAsyncDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }
+
+public class DomainConfigJsonTests
+{
+    [Fact]
+    public void Omitted_keys_keep_their_defaults()
+    {
+        var c = System.Text.Json.JsonSerializer.Deserialize("{\"name\":\"x\",\"vifs\":[{}],\"disks\":[{\"vdev\":\"xvda\"}]}", DomainConfigJson.Default.DomainConfig)!;
+        Assert.Equal((128L, 1, "/bin/sh", "xenbr0", 1500), (c.MemoryMiB, c.Vcpus, c.Init[0], c.Vifs[0].Bridge, c.Vifs[0].Mtu));
+        Assert.True(c.Disks[0].Discard);
+    }
+}
