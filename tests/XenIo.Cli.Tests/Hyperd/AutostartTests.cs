@@ -9,6 +9,7 @@ using Xunit;
 namespace XenIo.Cli.Tests.Hyperd;
 
 /// <summary><c>xenio up</c>'s autostart against a hyperd that starts no agents (no root): every good config boots, bad ones are reported.</summary>
+[Collection("hyperd")]
 public sealed class AutostartTests : IAsyncDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("xenio-auto-").FullName;
