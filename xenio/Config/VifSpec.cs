@@ -14,6 +14,7 @@ public static class VifSpec
     {
         ["backend"] = "driver domains are not supported: the backend is always dom0",
         ["gatewaydev"] = "routing scripts are not run",
+        ["netdev"] = "routing scripts are not run (netdev is xl's deprecated alias of gatewaydev)",
         ["trusted"] = "no effect in XenIo",
         ["untrusted"] = "no effect in XenIo",
     };
