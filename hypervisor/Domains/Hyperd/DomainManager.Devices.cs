@@ -321,6 +321,59 @@ public sealed partial class DomainManager
         finally { _lock.Release(); }
     }
 
+    /// <summary>
+    /// xl's <c>preserve_domain</c> (libxl_domain_preserve): an ended domain keeps its memory and xenstore
+    /// tree for inspection, gets a new name (its own with <c>-YYYYMMDDTHHMMZ</c>) and a new <c>/vm</c> uuid,
+    /// and gives up what a new domain of its old name needs: its network namespace name, its cgroup, its
+    /// vifs' MACs and names. <c>xenio destroy</c> frees the rest.
+    /// </summary>
+    private async Task PreserveAsync(DomainRecord domain)
+    {
+        if (domain.Agent is { } agent)
+        {
+            try { await agent.DestroyAsync().ConfigureAwait(false); }
+            catch (Exception e) { _log.LogWarning("domain {Name}: releasing its processes' names: {Error}", domain.Name, e.Message); }
+        }
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            lock (_gate) if (!_domains.ContainsKey(domain.Domid)) return;
+            var stamp = DateTime.UtcNow.ToString("-yyyyMMdd'T'HHmm'Z'", CultureInfo.InvariantCulture);
+            var stem = domain.Name.Length + stamp.Length + 4 > KernelNames.MaxNameLength
+                ? domain.Name[..(KernelNames.MaxNameLength - stamp.Length - 4)] : domain.Name;
+            var newName = stem + stamp;
+            lock (_gate)
+                for (int n = 2; _domains.Values.Any(d => d != domain && d.Name == newName); n++)
+                    newName = $"{stem}{stamp}-{n}";
+            var uuid = Guid.NewGuid();
+            var dom = XenstoreLayout.DomainPath(domain.Domid);
+            var vm = $"/vm/{uuid:D}";
+            await XenstoreLayoutWriter.ApplyAsync(dom0,
+            [
+                new XenstoreRemove($"/vm/{domain.Uuid:D}"),
+                new XenstoreMakeNode(vm, XenstoreLayout.ReadOnlyForGuest(domain.Domid)),
+                new XenstoreWriteValue($"{vm}/uuid", uuid.ToString("D")),
+                new XenstoreWriteValue($"{vm}/name", newName),
+                new XenstoreWriteValue($"{dom}/vm", vm),
+                new XenstoreWriteValue($"{dom}/name", newName),
+            ]).ConfigureAwait(false);
+            var old = domain.Name;
+            lock (_gate)
+            {
+                domain.Config = domain.Config with { Name = newName };
+                domain.Uuid = uuid;
+                domain.KernelName = "";
+                domain.Vifs = [];
+            }
+            _log.LogInformation("domain {Old} ({Domid}) preserved as {New}", old, domain.Domid, newName);
+        }
+        catch (Exception e) when (e is XenstoreException or IOException)
+        {
+            _log.LogWarning("domain {Name}: preserving it: {Error}", domain.Name, e.Message);
+        }
+        finally { _lock.Release(); }
+    }
+
     /// <summary><c>xl sysrq</c>: writes the key to <c>control/sysrq</c>; the guest acts on it and clears it.</summary>
     public async Task SysrqAsync(string nameOrId, string key, CancellationToken cancellationToken = default)
     {

@@ -168,6 +168,8 @@ public sealed partial class DomainManager : IAsyncDisposable
         {
             if (_domains.Values.Any(d => d.Name == config.Name))
                 throw new DomainException(409, $"a domain named '{config.Name}' exists already");
+            if (_domains.Values.FirstOrDefault(d => d.KernelName == config.Name) is { } holder)
+                throw new DomainException(409, $"the name '{config.Name}' is still held by domain '{holder.Name}' (renamed from it; its cgroup keeps the name until it is destroyed)");
             foreach (var vif in config.Vifs) ValidateVifUnique(vif.Mac, vif.Vifname);
             domid = AllocateDomid();
         }
@@ -340,18 +342,25 @@ public sealed partial class DomainManager : IAsyncDisposable
         switch (action)
         {
             case LifecycleAction.Preserve:
-                // Kept as it is (shutdown or crashed) for inspection until destroyed; its agent is gone.
+                // xl's preserve: kept (shutdown or crashed, memory and xenstore intact) for inspection until
+                // destroyed, renamed with a time suffix so its name is free again.
+                await PreserveAsync(domain).ConfigureAwait(false);
                 break;
             case LifecycleAction.Destroy:
                 await DestroyAsync(domain).ConfigureAwait(false);
                 break;
             case LifecycleAction.Restart:
-            case LifecycleAction.RenameRestart:
-                // XenIo cannot keep two domains of one name (its netns and cgroup are named for it), so
-                // rename-restart restarts as restart does.
                 await DestroyAsync(domain).ConfigureAwait(false);
                 if (!_disposed) await CreateAsync(domain.Config).ConfigureAwait(false);
                 break;
+            case LifecycleAction.RenameRestart:
+            {
+                // xl's rename-restart: the old domain is preserved under a new name, a new one starts under the old.
+                var config = domain.Config;
+                await PreserveAsync(domain).ConfigureAwait(false);
+                if (!_disposed) await CreateAsync(config).ConfigureAwait(false);
+                break;
+            }
         }
     }
 
@@ -383,7 +392,8 @@ public sealed partial class DomainManager : IAsyncDisposable
             {
                 if (agent.Cgroup.IsFrozen) agent.Cgroup.Thaw();
             }
-            catch (IOException) { }
+            // A preserved domain's cgroup is gone already.
+            catch (Exception e) when (e is IOException or NotSupportedException or InvalidOperationException) { }
             try { await agent.DestroyAsync().ConfigureAwait(false); }
             catch (Exception e) { _log.LogWarning("domain {Name}: destroying its agent: {Error}", domain.Name, e.Message); }
         }

@@ -39,7 +39,7 @@ public sealed class DomainRecord
     /// <summary>The configuration, with devices attached at runtime (kept across a restart, as libxl keeps them).</summary>
     public DomainConfig Config { get; internal set; }
     public HostedDomain Hosted { get; }
-    public Guid Uuid { get; }
+    public Guid Uuid { get; internal set; }
     public long Started { get; }
     public DomainState State { get; internal set; }
 

@@ -119,10 +119,13 @@ public sealed class TwentyDomainsTests : IAsyncDisposable
             var (code, output) = Xenio("shutdown", "-w", name);
             Assert.True(code == 0, output);
         }
+        // on_poweroff=preserve keeps each one, renamed with xl's time suffix.
         var after = JsonSerializer.Deserialize(Xenio("list", "--json").Output, HyperdJson.Default.ListDomainInfo)!;
         Assert.All(after, d => Assert.Equal((DomainState.Shutdown, "poweroff"), (d.State, d.ShutdownReason)));
+        Assert.Equal(listed.Select(d => d.Domid), after.Select(d => d.Domid));
+        Assert.All(after.Zip(names), p => Assert.StartsWith(p.Second + "-", p.First.Name));
         Assert.Contains("---s--", Xenio("list").Output);
-        foreach (var name in names) Assert.Equal(0, Xenio("destroy", name).Code);
+        foreach (var d in after) Assert.Equal(0, Xenio("destroy", d.Domid.ToString()).Code);
         Assert.Equal(["Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "Console"], Xenio("list").Output.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries));
         var gone = Xenio("destroy", "web00");
         Assert.Equal((1, true), (gone.Code, gone.Output.Contains("no domain 'web00'")));

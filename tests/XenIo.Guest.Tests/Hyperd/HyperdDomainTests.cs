@@ -142,8 +142,8 @@ public sealed class HyperdDomainTests : IAsyncDisposable
 
         again.Agent!.Kill();
         await UntilAsync(() => Task.FromResult(again.State == DomainState.Crashed), "web crashed and preserved");
-        Assert.Equal("web", await dom0.ReadAsync($"/local/domain/{again.Domid}/name"));
-        await manager.DestroyAsync("web");
+        Assert.Matches("^web-[0-9]{8}T[0-9]{4}Z$", await dom0.ReadAsync($"/local/domain/{again.Domid}/name"));
+        await manager.DestroyAsync(again.Domid.ToString());
         await AssertNothingLeftAsync(web.Agent.AgentPid, again.Agent.AgentPid);
     }
 
@@ -166,7 +166,7 @@ public sealed class HyperdDomainTests : IAsyncDisposable
         await dom0.WriteAsync($"{dom}/control/sysrq", "c");
         Assert.Equal(Hypervisor.Domains.Spawn.ShutdownReason.Crash, (await web.Agent.Exited).Reason);
         await UntilAsync(() => Task.FromResult(web.State == DomainState.Crashed), "web crashed and preserved");
-        await manager.DestroyAsync("web");
+        await manager.DestroyAsync(web.Domid.ToString());
         await AssertNothingLeftAsync(web.Agent.AgentPid);
     }
 
