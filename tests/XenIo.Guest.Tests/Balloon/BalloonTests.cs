@@ -88,6 +88,13 @@ public sealed class BalloonTests : IAsyncDisposable
         Assert.Equal(128L << 20, memory.AllocatedBytes);
         Assert.Equal(128L << 20, MemoryLimit(domain));
 
+        // A target that is not a size is ignored (logged); one beyond the domain's memory means all of it.
+        await dom0.WriteAsync($"/local/domain/{domain.Domid}/memory/target", "lots");
+        await UntilAsync(() => Log().Contains("memory/target 'lots' is not a size"), () => $"the balloon to log the bad target; log:\n{Log()}");
+        await dom0.WriteAsync($"/local/domain/{domain.Domid}/memory/target", "99999999999");
+        await client.MemSetAsync("bal", 120);
+        await UntilAsync(() => reservation.PopulatedPages == 120 * 256, () => $"the balloon to reach 120 MiB after bad targets; log:\n{Log()}");
+
         // Beyond maxmem is refused; the domain keeps running.
         Assert.Equal(400, (await Assert.ThrowsAsync<DomainException>(() => client.MemSetAsync("bal", 129))).Status);
         Assert.Equal(DomainState.Running, Assert.Single(await client.ListAsync()).State);
