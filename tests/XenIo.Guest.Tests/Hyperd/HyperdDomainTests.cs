@@ -170,6 +170,29 @@ public sealed class HyperdDomainTests : IAsyncDisposable
         await AssertNothingLeftAsync(web.Agent.AgentPid);
     }
 
+    [SkippableFact]
+    public async Task Rename_moves_the_network_namespace_name_and_the_old_name_stays_held_until_destroy()
+    {
+        var (manager, dom0) = await StartAsync();
+        var web = await manager.CreateAsync(Config("web"));
+        await AgentOnRingAsync(web);
+        Assert.Contains(_names.Netns("web"), NetnsNames.List(_names.Prefix));
+
+        await manager.RenameAsync("web", "www");
+        Assert.Equal("www", await dom0.ReadAsync($"/local/domain/{web.Domid}/name"));
+        Assert.Equal([_names.Netns("www")], NetnsNames.List(_names.Prefix));
+        Assert.Equal(_names.Netns("www"), web.Agent!.NetnsName);
+        // The cgroup keeps the old name, so a new "web" is refused until www is destroyed.
+        var held = await Assert.ThrowsAsync<DomainException>(() => manager.CreateAsync(Config("web")));
+        Assert.Equal(409, held.Status);
+        Assert.Contains("still held by domain 'www'", held.Message);
+
+        await manager.DestroyAsync("www");
+        await AssertNothingLeftAsync(web.Agent.AgentPid);
+        var again = await manager.CreateAsync(Config("web"));
+        await manager.DestroyAsync(again);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_manager is not null) await _manager.DisposeAsync();
