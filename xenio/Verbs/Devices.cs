@@ -28,7 +28,8 @@ internal static class DeviceVerbs
     public static string JoinSpec(IEnumerable<string> words) => string.Join(',', words.Select(w => w.Trim()).Where(w => w.Length > 0));
 
     /// <summary>A vif spec from network-attach's words; hyperd chooses the devid.</summary>
-    public static VifConfig ParseVif(IEnumerable<string> words, Action<string>? warn = null) => VifSpec.Parse(JoinSpec(words), -1, warn);
+    public static VifConfig ParseVif(IEnumerable<string> words, Action<string>? warn = null, string? defaultBridge = null) =>
+        VifSpec.Parse(JoinSpec(words), -1, warn, defaultBridge);
 
     public static DiskConfig ParseDisk(IEnumerable<string> words, Action<string>? warn = null) => DiskSpec.Parse(JoinSpec(words), warn);
 
@@ -49,7 +50,7 @@ internal static class DeviceVerbs
             DiskConfig? disk = null;
             try
             {
-                if (kind == "vif") vif = ParseVif(words, w => Console.Error.WriteLine($"xenio: warning: {w}"));
+                if (kind == "vif") vif = ParseVif(words, w => Console.Error.WriteLine($"xenio: warning: {w}"), HyperdVerb.Settings.DefaultBridge);
                 else disk = ParseDisk(words, w => Console.Error.WriteLine($"xenio: warning: {w}"));
             }
             catch (FormatException e)
