@@ -18,6 +18,8 @@ internal static class Program
         Verbs.XenstoredVerb.Build(),
         Verbs.HyperdVerb.Build(),
         .. Verbs.DomainVerbs.Build(),
+        .. Verbs.DeviceVerbs.Build(),
+        .. Verbs.HostVerbs.Build(),
         Verbs.NetbackVerb.Build(),
         Verbs.ConsoledVerb.Build(),
         Verbs.ConsoleVerb.Build(),

@@ -9,6 +9,7 @@ internal static class FrontendDrivers
     public static IReadOnlyList<IFrontendDriver> Create() =>
     [
         new Blkfront.BlkfrontDriver(),
+        new Balloon.BalloonDriver(),
     ];
 
     /// <summary>Starts every driver on the thread pool; each logs its own end.</summary>

@@ -9,22 +9,22 @@ namespace XenIo.Hypervisor.Domains;
 public sealed record DomainConfig
 {
     public required string Name { get; init; }
-    public long MemoryMiB { get; init; } = 128;
+    public long MemoryMiB { get; set; } = 128;
     public long MaxMemMiB { get; init; }
-    public int Vcpus { get; init; } = 1;
-    public IReadOnlyList<VifConfig> Vifs { get; init; } = [];
-    public IReadOnlyList<DiskConfig> Disks { get; init; } = [];
-    public LifecycleAction OnPoweroff { get; init; } = LifecycleAction.Destroy;
-    public LifecycleAction OnReboot { get; init; } = LifecycleAction.Restart;
-    public LifecycleAction OnCrash { get; init; } = LifecycleAction.Destroy;
+    public int Vcpus { get; set; } = 1;
+    public IReadOnlyList<VifConfig> Vifs { get; set; } = [];
+    public IReadOnlyList<DiskConfig> Disks { get; set; } = [];
+    public LifecycleAction OnPoweroff { get; set; } = LifecycleAction.Destroy;
+    public LifecycleAction OnReboot { get; set; } = LifecycleAction.Restart;
+    public LifecycleAction OnCrash { get; set; } = LifecycleAction.Destroy;
 
     /// <summary>The domain's init program and its arguments (XenIo key <c>init</c>); a shell by default.</summary>
-    public IReadOnlyList<string> Init { get; init; } = ["/bin/sh"];
+    public IReadOnlyList<string> Init { get; set; } = ["/bin/sh"];
 
     /// <summary>Default route inside the guest (XenIo key <c>gateway</c>), if any.</summary>
     public string? Gateway { get; init; }
 
-    public GuestIsolation Isolation { get; init; } = GuestIsolation.Host;
+    public GuestIsolation Isolation { get; set; } = GuestIsolation.Host;
 }
 
 /// <summary><c>on_poweroff|on_reboot|on_crash</c> actions (xl.cfg).</summary>
@@ -55,18 +55,18 @@ public sealed record VifConfig
 
     /// <summary>Colon-separated MAC; null lets the toolstack generate one in Xen's OUI 00:16:3e.</summary>
     public string? Mac { get; init; }
-    public string Bridge { get; init; } = "xenbr0";
+    public string Bridge { get; set; } = "xenbr0";
     public VifRate? Rate { get; init; }
 
     /// <summary>Space-separated addresses, optionally with a prefix length (<c>198.18.0.1/24</c>).</summary>
     public string? Ip { get; init; }
     public string? Vifname { get; init; }
-    public int Mtu { get; init; } = 1500;
+    public int Mtu { get; set; } = 1500;
 
     /// <summary>Access VLAN of the vif's switch port (1..4094), if any.</summary>
     public int? Vlan { get; init; }
     public string? Script { get; init; }
-    public string Type { get; init; } = "vif";
+    public string Type { get; set; } = "vif";
     public string? Model { get; init; }
 }
 
@@ -85,14 +85,14 @@ public sealed record DiskConfig
 {
     /// <summary>Image path; null only for an empty CD-ROM drive.</summary>
     public string? Target { get; init; }
-    public DiskFormat Format { get; init; } = DiskFormat.Raw;
+    public DiskFormat Format { get; set; } = DiskFormat.Raw;
     public required string Vdev { get; init; }
 
     /// <summary>The vdev's number (<c>virtual-device</c>), from docs/misc/vbd-interface.</summary>
     public int VirtualDevice { get; init; }
     public bool ReadOnly { get; init; }
     public bool Cdrom { get; init; }
-    public bool Discard { get; init; } = true;
+    public bool Discard { get; set; } = true;
     public bool DirectIoSafe { get; init; }
     public string? Script { get; init; }
     public string? BackendType { get; init; }

@@ -26,7 +26,7 @@ public static class DomainConfigReader
 
     private static readonly string[] s_xenioKeys = ["init", "gateway", "isolation"];
 
-    public static (DomainConfig Config, IReadOnlyList<ConfigWarning> Warnings) Read(string path, IEnumerable<string>? overrides = null)
+    public static (DomainConfig Config, IReadOnlyList<ConfigWarning> Warnings) Read(string path, IEnumerable<string>? overrides = null, string? defaultBridge = null)
     {
         string text;
         try
@@ -37,10 +37,10 @@ public static class DomainConfigReader
         {
             throw new XlConfigException(new SourcePosition(path, 0, 0), $"cannot read the config file: {e.Message}");
         }
-        return Parse(text, path, overrides);
+        return Parse(text, path, overrides, defaultBridge);
     }
 
-    public static (DomainConfig Config, IReadOnlyList<ConfigWarning> Warnings) Parse(string text, string file, IEnumerable<string>? overrides = null)
+    public static (DomainConfig Config, IReadOnlyList<ConfigWarning> Warnings) Parse(string text, string file, IEnumerable<string>? overrides = null, string? defaultBridge = null)
     {
         var settings = XlConfigParser.Parse(text, file).ToList();
         int n = 0;
@@ -49,7 +49,7 @@ public static class DomainConfigReader
             n++;
             settings.AddRange(XlConfigParser.Parse(QuoteBareOverride(line), $"command line argument {n}"));
         }
-        return Build(settings);
+        return Build(settings, defaultBridge);
     }
 
     /// <summary>
@@ -64,7 +64,7 @@ public static class DomainConfigReader
         return needsQuotes ? $"{line[..eq]}=\"{value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)}\"" : line;
     }
 
-    private static (DomainConfig, IReadOnlyList<ConfigWarning>) Build(List<XlSetting> settings)
+    private static (DomainConfig, IReadOnlyList<ConfigWarning>) Build(List<XlSetting> settings, string? defaultBridge)
     {
         var warnings = new List<ConfigWarning>();
         // Later settings win, as in xl; += appends to a list.
@@ -109,7 +109,7 @@ public static class DomainConfigReader
                     foreach (var item in AsList(s).Items)
                     {
                         var spec = StringItem(s, item);
-                        var vif = Wrap(item.Position, () => VifSpec.Parse(spec, devid, m => warnings.Add(new(item.Position, m))));
+                        var vif = Wrap(item.Position, () => VifSpec.Parse(spec, devid, m => warnings.Add(new(item.Position, m)), defaultBridge));
                         vifs.Add(vif);
                         devid = vif.Devid + 1;
                     }

@@ -14,13 +14,15 @@ public static class VifSpec
     {
         ["backend"] = "driver domains are not supported: the backend is always dom0",
         ["gatewaydev"] = "routing scripts are not run",
+        ["netdev"] = "routing scripts are not run (netdev is xl's deprecated alias of gatewaydev)",
         ["trusted"] = "no effect in XenIo",
         ["untrusted"] = "no effect in XenIo",
     };
 
-    public static VifConfig Parse(string spec, int devid, Action<string>? warn = null)
+    /// <param name="defaultBridge">The bridge when the spec names none (the instance's default; xenbr0 when null).</param>
+    public static VifConfig Parse(string spec, int devid, Action<string>? warn = null, string? defaultBridge = null)
     {
-        var vif = new VifConfig { Devid = devid };
+        var vif = defaultBridge is null ? new VifConfig { Devid = devid } : new VifConfig { Devid = devid, Bridge = defaultBridge };
         if (spec.Trim().Length == 0) return vif;
         foreach (var rawPart in spec.Split(','))
         {

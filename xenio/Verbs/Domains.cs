@@ -19,7 +19,7 @@ internal static class DomainVerbs
         MemSet(),
     ];
 
-    private static int Run(string? runDir, Func<HyperdClient, Task> action)
+    internal static int Run(string? runDir, Func<HyperdClient, Task> action)
     {
         using var client = new HyperdClient(HyperdClient.SocketUnder(HyperdVerb.RunDirectory(runDir)));
         try
@@ -45,7 +45,7 @@ internal static class DomainVerbs
             Hypervisor.Domains.DomainConfig config;
             try
             {
-                var (c, warnings) = DomainConfigReader.Read(parse.GetValue(file)!, parse.GetValue(overrides) ?? []);
+                var (c, warnings) = DomainConfigReader.Read(parse.GetValue(file)!, parse.GetValue(overrides) ?? [], HyperdVerb.Settings.DefaultBridge);
                 foreach (var w in warnings) Console.Error.WriteLine(w);
                 config = c;
             }
@@ -78,14 +78,15 @@ internal static class DomainVerbs
         return command;
     }
 
-    /// <summary>xl list's table: Name ID Mem VCPUs State Time(s).</summary>
+    /// <summary>xl list's table: Name ID Mem VCPUs State Time(s), plus the console's TCP port (<c>-</c> when none is published).</summary>
     public static string Table(IReadOnlyList<DomainInfo> domains)
     {
         var width = Math.Max(40, domains.Select(d => d.Name.Length + 1).DefaultIfEmpty(0).Max());
-        var lines = new List<string> { $"{"Name".PadRight(width)}{"ID",5}{"Mem",6}{"VCPUs",6}{"State",11}{"Time(s)",11}" };
+        var lines = new List<string> { $"{"Name".PadRight(width)}{"ID",5}{"Mem",6}{"VCPUs",6}{"State",11}{"Time(s)",11}{"Console",8}" };
         foreach (var d in domains)
             lines.Add($"{d.Name.PadRight(width)}{d.Domid,5}{d.MemoryMiB,6}{d.Vcpus,6}{StateFlags(d.State),11}" +
-                      $"{d.TimeSeconds.ToString("0.0", CultureInfo.InvariantCulture),11}");
+                      $"{d.TimeSeconds.ToString("0.0", CultureInfo.InvariantCulture),11}" +
+                      $"{(d.ConsolePort is { } p ? p.ToString(CultureInfo.InvariantCulture) : "-"),8}");
         return string.Join('\n', lines);
     }
 

@@ -14,7 +14,28 @@ internal static class HyperdVerb
     public static string RunDirectory(string? option) =>
         option is { Length: > 0 } ? option
         : Environment.GetEnvironmentVariable("XENIO_RUN_DIR") is { Length: > 0 } env ? env
-        : XenstoredOptions.DefaultRunDirectory();
+        : Settings.RunDirectory ?? XenstoredOptions.DefaultRunDirectory();
+
+    private static Config.XenioSettings? s_settings;
+
+    /// <summary>
+    /// The instance's settings (<c>XENIO_CONFIG</c> or /etc/xenio/xenio.json, then <c>XENIO_*</c>); a file
+    /// that cannot be used ends the command with its message, as a bad xl.cfg does.
+    /// </summary>
+    public static Config.XenioSettings Settings
+    {
+        get
+        {
+            if (s_settings is { } s) return s;
+            try { return s_settings = Config.XenioSettings.Load(); }
+            catch (Config.XenioSettingsException e)
+            {
+                Console.Error.WriteLine($"xenio: {e.Message}");
+                Environment.Exit(2);
+                throw;
+            }
+        }
+    }
 
     public static Option<string> RunDirOption() => new("--run-dir") { Description = "the instance's run directory (default: $XENIO_RUN_DIR, else /run/xenio as root)", Recursive = true };
 
@@ -38,7 +59,7 @@ internal static class HyperdVerb
             {
                 builder.Configuration.GetSection("Hyperd").Bind(o);
                 o.RunDirectory = RunDirectory(parse.GetValue(runDir));
-                if (parse.GetValue(stateDir) is { Length: > 0 } s) o.StateDirectory = s;
+                o.StateDirectory = parse.GetValue(stateDir) is { Length: > 0 } s ? s : Settings.StateDirectory;
                 var inst = parse.GetValue(instance) ?? Environment.GetEnvironmentVariable("XENIO_INSTANCE");
                 if (inst is { Length: > 0 }) o.Instance = inst;
                 if (parse.GetValue(pool) is > 0 and var p) o.PoolMiB = p;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using XenIo.Cli.Config;
 using XenIo.Cli.Supervisor;
 using XenIo.Hypervisor.Domains.Hyperd;
 
@@ -17,6 +18,7 @@ internal static class UpVerbs
     private static string LogDirectory(string? option, string run) =>
         option is { Length: > 0 } ? option
         : Environment.GetEnvironmentVariable("XENIO_LOG_DIR") is { Length: > 0 } env ? env
+        : HyperdVerb.Settings.LogDirectory is { } configured ? configured
         : Environment.IsPrivilegedProcess ? "/var/log/xenio" : Path.Combine(run, "log");
 
     public static Command BuildUp()
@@ -24,10 +26,13 @@ internal static class UpVerbs
         var runDir = HyperdVerb.RunDirOption();
         var logDir = new Option<string>("--log-dir") { Description = "daemon logs (default: XENIO_LOG_DIR, else /var/log/xenio as root)" };
         var foreground = new Option<bool>("--foreground") { Description = "run the supervisor in the foreground" };
-        var command = new Command("up", "start hyperd (with xenstored) and netback under a supervisor; return once they answer")
-            { runDir, logDir, foreground };
+        var config = new Option<string>("--config") { Description = $"settings file (default: XENIO_CONFIG, else {XenioSettings.DefaultFile} if present)" };
+        var command = new Command("up", "start hyperd (with xenstored) and netback under a supervisor, boot the autostart domains; return once they answer")
+            { runDir, logDir, foreground, config };
         command.SetAction(parse =>
         {
+            // The daemons and the supervisor read the same settings: they inherit the variable.
+            if (parse.GetValue(config) is { Length: > 0 } file) Environment.SetEnvironmentVariable("XENIO_CONFIG", Path.GetFullPath(file));
             var run = Path.GetFullPath(HyperdVerb.RunDirectory(parse.GetValue(runDir)));
             var logs = Path.GetFullPath(LogDirectory(parse.GetValue(logDir), run));
             Directory.CreateDirectory(run);
@@ -112,8 +117,22 @@ internal static class UpVerbs
             {
                 supervisor.RunAsync(() =>
                 {
-                    File.WriteAllText(ReadyFile(run), Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
-                    Console.WriteLine($"xenio up: ready in {run}");
+                    // The autostart domains boot before `xenio up` returns, as xendomains start does.
+                    _ = Task.Run(async () =>
+                    {
+                        try
+                        {
+                            using var client = new HyperdClient(HyperdClient.SocketUnder(run));
+                            var settings = HyperdVerb.Settings;
+                            await Autostart.BootAsync(client, settings.AutostartDirectory, settings.DefaultBridge, Console.Out, stop.Token);
+                        }
+                        catch (Exception e) when (e is IOException or HttpRequestException or DomainException or OperationCanceledException)
+                        {
+                            Console.Error.WriteLine($"xenio up: autostart: {e.Message}");
+                        }
+                        File.WriteAllText(ReadyFile(run), Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
+                        Console.WriteLine($"xenio up: ready in {run}");
+                    });
                 }, stop.Token).GetAwaiter().GetResult();
                 return 0;
             }

@@ -10,6 +10,9 @@ public sealed record CgroupLimits(long? MemoryBytes, int? Vcpus)
     /// <summary>The scheduler period the quota is expressed in (the kernel's default, 100 ms).</summary>
     public const int CpuPeriodUs = 100_000;
 
+    /// <summary>The smallest memory limit hyperd sets: below it the agent itself cannot run.</summary>
+    public const long MinMemoryMiB = 4;
+
     public static CgroupLimits None { get; } = new(null, null);
 
     public static CgroupLimits From(DomainConfig config) =>

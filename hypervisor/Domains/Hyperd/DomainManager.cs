@@ -37,7 +37,7 @@ public sealed record DomainManagerOptions
 /// Without a spawner, domains are created without an agent and the guest's descriptors stay with the
 /// caller (harnesses, external frontends).
 /// </summary>
-public sealed class DomainManager : IAsyncDisposable
+public sealed partial class DomainManager : IAsyncDisposable
 {
     /// <summary>Owner id of the ports the toolstack allocates in a guest's table for it (the guest's connection did not make them).</summary>
     public const long ToolstackPortOwner = -2;
@@ -123,8 +123,12 @@ public sealed class DomainManager : IAsyncDisposable
         finally { _lock.Release(); }
     }
 
-    private static void Validate(DomainConfig config)
+    internal static void Validate(DomainConfig config)
     {
+        // JSON may carry explicit nulls where the record has defaults: refuse them before anything reads them.
+        if (config.Name is null || config.Init is null || config.Vifs is null || config.Disks is null
+            || config.Init.Any(a => a is null) || config.Vifs.Any(v => v is null) || config.Disks.Any(d => d is null))
+            throw new DomainException(400, "bad domain configuration: name, init, vifs and disks must not be null");
         if (!KernelNames.IsValid(config.Name))
             throw new DomainException(400, $"'{config.Name}' is not a valid domain name: letters, digits, '-', '_' and '.', at most {KernelNames.MaxNameLength}, not starting with '.' or '-'");
         if (config.MemoryMiB < 1 || config.MemoryMiB > 1 << 20) throw new DomainException(400, $"memory={config.MemoryMiB}: must be 1..1048576 MiB");
@@ -135,25 +139,38 @@ public sealed class DomainManager : IAsyncDisposable
         foreach (var vif in config.Vifs)
         {
             if (vif.Devid < 0 || !devids.Add(vif.Devid)) throw new DomainException(400, $"vif devid {vif.Devid}: negative or used twice");
-            if (vif.Mac is { } mac && !IsUnicastMac(mac)) throw new DomainException(400, $"vif mac '{mac}': expected six hex pairs separated by ':', unicast");
-            // A vifname becomes a Linux interface name: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or spaces.
-            if (vif.Vifname is { } ifname && (ifname.Length is 0 or > 15 || ifname.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
-                throw new DomainException(400, $"vifname '{ifname}': 1..15 letters, digits, '-', '_' or '.'");
-            if (vif.Mtu is < 68 or > 65535) throw new DomainException(400, $"vif mtu {vif.Mtu}: must be 68..65535");
+            ValidateVif(vif);
         }
         var vdevs = new HashSet<int>();
         foreach (var disk in config.Disks)
             if (!vdevs.Add(disk.VirtualDevice)) throw new DomainException(400, $"disk {disk.Vdev}: virtual device used twice");
     }
 
+    /// <summary>What one vif must be on its own (at create and at network-attach).</summary>
+    internal static void ValidateVif(VifConfig vif)
+    {
+        if (vif.Bridge is null || vif.Type is null) throw new DomainException(400, "vif: bridge and type must not be null");
+        if (vif.Mac is { } mac && !IsUnicastMac(mac)) throw new DomainException(400, $"vif mac '{mac}': expected six hex pairs separated by ':', unicast");
+        // A vifname becomes a Linux interface name: at most 15 characters (IFNAMSIZ - 1), no '/', ':' or spaces.
+        if (vif.Vifname is { } ifname && (ifname.Length is 0 or > 15 || ifname.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
+            throw new DomainException(400, $"vifname '{ifname}': 1..15 letters, digits, '-', '_' or '.'");
+        if (vif.Mtu is < 68 or > 65535) throw new DomainException(400, $"vif mtu {vif.Mtu}: must be 68..65535");
+        if (!KernelNames.IsValid(vif.Bridge) || vif.Bridge.Length > 15) throw new DomainException(400, $"vif bridge '{vif.Bridge}': not a bridge name (1..15 letters, digits, '-', '_' or '.')");
+    }
+
     private async Task<DomainRecord> CreateLockedAsync(DomainConfig config, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ushort domid;
+        foreach (var disk in config.Disks) ValidateDisk(disk);
+        foreach (var vif in config.Vifs) await ValidateBridgeAsync(vif.Bridge, cancellationToken).ConfigureAwait(false);
         lock (_gate)
         {
             if (_domains.Values.Any(d => d.Name == config.Name))
                 throw new DomainException(409, $"a domain named '{config.Name}' exists already");
+            if (_domains.Values.FirstOrDefault(d => d.KernelName == config.Name) is { } holder)
+                throw new DomainException(409, $"the name '{config.Name}' is still held by domain '{holder.Name}' (renamed from it; its cgroup keeps the name until it is destroyed)");
+            foreach (var vif in config.Vifs) ValidateVifUnique(vif.Mac, vif.Vifname);
             domid = AllocateDomid();
         }
         var grantFrames = _options.GrantFrames;
@@ -164,6 +181,7 @@ public sealed class DomainManager : IAsyncDisposable
             ?? throw new DomainException(507, $"the page pool is exhausted: domain '{config.Name}' needs {frames} pages, {host.Pool.FreePages} of {host.Pool.BudgetPages} are free");
         var domain = new DomainRecord(domid, config, hosted, Guid.NewGuid())
         {
+            KernelName = config.Name,
             ConsoleFrame = grantFrames,
             StoreFrame = grantFrames + 1,
             TargetKiB = config.MemoryMiB * 1024,
@@ -181,7 +199,7 @@ public sealed class DomainManager : IAsyncDisposable
 
             // Introduce first: xenstored creates /local/domain/<id> for the guest, then the layout gives it libxl's permissions.
             await dom0.IntroduceAsync(domid, domain.StoreFrame, domain.StorePort, cancellationToken).ConfigureAwait(false);
-            var vifs = config.Vifs.Select(v => (v.Devid, v.Mac ?? GenerateMac(), v.Vifname ?? $"vif{domid}.{v.Devid}")).ToList();
+            var vifs = config.Vifs.Select(v => (v.Devid, v.Mac ?? UniqueMac(), v.Vifname ?? $"vif{domid}.{v.Devid}")).ToList();
             domain.Vifs = vifs;
             var steps = new List<XenstoreStep>();
             steps.AddRange(XenstoreLayout.Domain(domid, config.Name, domain.Uuid, domain.TargetKiB,
@@ -324,18 +342,25 @@ public sealed class DomainManager : IAsyncDisposable
         switch (action)
         {
             case LifecycleAction.Preserve:
-                // Kept as it is (shutdown or crashed) for inspection until destroyed; its agent is gone.
+                // xl's preserve: kept (shutdown or crashed, memory and xenstore intact) for inspection until
+                // destroyed, renamed with a time suffix so its name is free again.
+                await PreserveAsync(domain).ConfigureAwait(false);
                 break;
             case LifecycleAction.Destroy:
                 await DestroyAsync(domain).ConfigureAwait(false);
                 break;
             case LifecycleAction.Restart:
-            case LifecycleAction.RenameRestart:
-                // XenIo cannot keep two domains of one name (its netns and cgroup are named for it), so
-                // rename-restart restarts as restart does.
                 await DestroyAsync(domain).ConfigureAwait(false);
                 if (!_disposed) await CreateAsync(domain.Config).ConfigureAwait(false);
                 break;
+            case LifecycleAction.RenameRestart:
+            {
+                // xl's rename-restart: the old domain is preserved under a new name, a new one starts under the old.
+                var config = domain.Config;
+                await PreserveAsync(domain).ConfigureAwait(false);
+                if (!_disposed) await CreateAsync(config).ConfigureAwait(false);
+                break;
+            }
         }
     }
 
@@ -367,7 +392,8 @@ public sealed class DomainManager : IAsyncDisposable
             {
                 if (agent.Cgroup.IsFrozen) agent.Cgroup.Thaw();
             }
-            catch (IOException) { }
+            // A preserved domain's cgroup is gone already.
+            catch (Exception e) when (e is IOException or NotSupportedException or InvalidOperationException) { }
             try { await agent.DestroyAsync().ConfigureAwait(false); }
             catch (Exception e) { _log.LogWarning("domain {Name}: destroying its agent: {Error}", domain.Name, e.Message); }
         }
@@ -420,6 +446,16 @@ public sealed class DomainManager : IAsyncDisposable
         await dom0.WriteAsync($"{XenstoreLayout.DomainPath(domain.Domid)}/memory/target",
             (mib * 1024).ToString(CultureInfo.InvariantCulture), cancellationToken: cancellationToken).ConfigureAwait(false);
         domain.TargetKiB = mib * 1024;
+        // The guest's processes live within its target, as a Xen guest lives within its reservation:
+        // the cgroup's memory limit follows it (never below the 4 MiB an agent needs to run).
+        if (domain.Agent is { } agent)
+        {
+            try { agent.Cgroup.SetLimits(new CgroupLimits(Math.Max(mib, CgroupLimits.MinMemoryMiB) * 1024 * 1024, null)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or InvalidOperationException)
+            {
+                _log.LogWarning("domain {Name}: memory/target set to {Mib} MiB but its cgroup limit was not changed: {Error}", domain.Name, mib, e.Message);
+            }
+        }
     }
 
     /// <summary>Destroys every domain (hyperd stopping: as a host going down, nothing survives it).</summary>

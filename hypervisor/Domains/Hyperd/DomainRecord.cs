@@ -33,9 +33,13 @@ public sealed class DomainRecord
 
     public ushort Domid { get; }
     public string Name => Config.Name;
-    public DomainConfig Config { get; }
+
+    /// <summary>The names its network namespace and cgroup got at creation (a rename does not move them).</summary>
+    public string KernelName { get; internal set; } = "";
+    /// <summary>The configuration, with devices attached at runtime (kept across a restart, as libxl keeps them).</summary>
+    public DomainConfig Config { get; internal set; }
     public HostedDomain Hosted { get; }
-    public Guid Uuid { get; }
+    public Guid Uuid { get; internal set; }
     public long Started { get; }
     public DomainState State { get; internal set; }
 
@@ -70,6 +74,8 @@ public sealed class DomainRecord
         Name = Name,
         Domid = Domid,
         MemoryMiB = TargetKiB / 1024,
+        CurrentMiB = Hosted.Reservation.PopulatedPages / 256,
+        MaxMemMiB = Math.Max(Config.MemoryMiB, Config.MaxMemMiB),
         Vcpus = Config.Vcpus,
         State = State,
         TimeSeconds = Math.Round(CpuSeconds(), 1),
@@ -123,8 +129,16 @@ public sealed record DomainInfo
 {
     public required string Name { get; init; }
     public int Domid { get; init; }
+    /// <summary>The memory target (<c>memory/target</c>) in MiB.</summary>
     [JsonPropertyName("memory_mib")]
     public long MemoryMiB { get; init; }
+
+    /// <summary>What the domain holds now (its populated pages): where the balloon has got to.</summary>
+    [JsonPropertyName("current_mib")]
+    public long CurrentMiB { get; init; }
+
+    [JsonPropertyName("maxmem_mib")]
+    public long MaxMemMiB { get; init; }
     public int Vcpus { get; init; }
     public DomainState State { get; init; }
 
@@ -138,6 +152,9 @@ public sealed record DomainInfo
     /// <summary>The guest's console event channel port (<c>console/port</c>); consoled's TCP port is not known to hyperd.</summary>
     public uint ConsoleEvtchn { get; init; }
     public string? ShutdownReason { get; init; }
+
+    /// <summary>consoled's TCP port for this domain's console (<c>console/telnet-port</c>), when one is published.</summary>
+    public int? ConsolePort { get; init; }
 }
 
 /// <summary>A toolstack request that cannot be done, with the HTTP status hyperd answers it with.</summary>

@@ -65,6 +65,61 @@ public sealed class HyperdClient : IDisposable
         (await SendAsync(HttpMethod.Post, $"domains/{Uri.EscapeDataString(domain)}/mem-set", body, cancellationToken).ConfigureAwait(false)).Dispose();
     }
 
+    public async Task<HostInfo> InfoAsync(CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(HttpMethod.Get, "info", null, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(response, HyperdJson.Default.HostInfo, cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task SysrqAsync(string domain, string key, CancellationToken cancellationToken = default) =>
+        PostAsync($"domains/{Uri.EscapeDataString(domain)}/sysrq", Body(new SysrqRequest(key), HyperdJson.Default.SysrqRequest), cancellationToken);
+
+    public Task RenameAsync(string domain, string newName, CancellationToken cancellationToken = default) =>
+        PostAsync($"domains/{Uri.EscapeDataString(domain)}/rename", Body(new RenameRequest(newName), HyperdJson.Default.RenameRequest), cancellationToken);
+
+    public async Task<DeviceInfo> AttachVifAsync(string domain, VifConfig vif, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"domains/{Uri.EscapeDataString(domain)}/devices/vif",
+            Body(vif, HyperdJson.Default.VifConfig), cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(response, HyperdJson.Default.DeviceInfo, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<DeviceInfo> AttachDiskAsync(string domain, DiskConfig disk, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"domains/{Uri.EscapeDataString(domain)}/devices/vbd",
+            Body(disk, HyperdJson.Default.DiskConfig), cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(response, HyperdJson.Default.DeviceInfo, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Detaches a vif (devid or MAC) or vbd (devid or vdev); true when the nodes were removed without the backend closing.</summary>
+    public async Task<bool> DetachAsync(string domain, string kind, string device, bool force = false, int? timeoutSeconds = null,
+        CancellationToken cancellationToken = default)
+    {
+        var query = new List<string>();
+        if (force) query.Add("force=1");
+        if (timeoutSeconds is { } t) query.Add($"timeout={t}");
+        using var response = await SendAsync(HttpMethod.Delete,
+            $"domains/{Uri.EscapeDataString(domain)}/devices/{kind}/{Uri.EscapeDataString(device)}" + (query.Count > 0 ? "?" + string.Join('&', query) : ""),
+            null, cancellationToken).ConfigureAwait(false);
+        return (await ReadAsync(response, HyperdJson.Default.DetachResult, cancellationToken).ConfigureAwait(false)).Forced;
+    }
+
+    public async Task<List<DeviceInfo>> ListDevicesAsync(string domain, string kind, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(HttpMethod.Get, $"domains/{Uri.EscapeDataString(domain)}/devices/{kind}", null, cancellationToken).ConfigureAwait(false);
+        return await ReadAsync(response, HyperdJson.Default.ListDeviceInfo, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task PostAsync(string path, HttpContent body, CancellationToken cancellationToken) =>
+        (await SendAsync(HttpMethod.Post, path, body, cancellationToken).ConfigureAwait(false)).Dispose();
+
+    private static ByteArrayContent Body<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> info)
+    {
+        var body = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(value, info));
+        body.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        return body;
+    }
+
     private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(method, path) { Content = content };

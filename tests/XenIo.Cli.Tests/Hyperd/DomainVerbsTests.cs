@@ -13,12 +13,13 @@ public class DomainVerbsTests
         var table = DomainVerbs.Table(
         [
             new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 128, Vcpus = 2, State = DomainState.Running, TimeSeconds = 12.34 },
-            new DomainInfo { Name = "db", Domid = 12, MemoryMiB = 512, Vcpus = 1, State = DomainState.Paused },
+            new DomainInfo { Name = "db", Domid = 12, MemoryMiB = 512, Vcpus = 1, State = DomainState.Paused, ConsolePort = 4000 },
         ]).Split('\n');
         Assert.Equal(3, table.Length);
-        Assert.Equal(["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"], table[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Equal(["web", "1", "128", "2", "r-----", "12.3"], table[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Equal(["db", "12", "512", "1", "--p---", "0.0"], table[2].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "Console"], table[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["web", "1", "128", "2", "r-----", "12.3", "-"], table[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["db", "12", "512", "1", "--p---", "0.0", "4000"], table[2].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(table[0].Length, table[2].Length);
         Assert.Equal(table[0].IndexOf("State", StringComparison.Ordinal) + 5, table[1].IndexOf("r-----", StringComparison.Ordinal) + 6);
         Assert.Equal("----c-", DomainVerbs.StateFlags(DomainState.Crashed));
         Assert.Equal("---s--", DomainVerbs.StateFlags(DomainState.Shutdown));

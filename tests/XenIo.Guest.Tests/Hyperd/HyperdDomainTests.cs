@@ -142,8 +142,8 @@ public sealed class HyperdDomainTests : IAsyncDisposable
 
         again.Agent!.Kill();
         await UntilAsync(() => Task.FromResult(again.State == DomainState.Crashed), "web crashed and preserved");
-        Assert.Equal("web", await dom0.ReadAsync($"/local/domain/{again.Domid}/name"));
-        await manager.DestroyAsync("web");
+        Assert.Matches("^web-[0-9]{8}T[0-9]{4}Z$", await dom0.ReadAsync($"/local/domain/{again.Domid}/name"));
+        await manager.DestroyAsync(again.Domid.ToString());
         await AssertNothingLeftAsync(web.Agent.AgentPid, again.Agent.AgentPid);
     }
 
@@ -166,8 +166,31 @@ public sealed class HyperdDomainTests : IAsyncDisposable
         await dom0.WriteAsync($"{dom}/control/sysrq", "c");
         Assert.Equal(Hypervisor.Domains.Spawn.ShutdownReason.Crash, (await web.Agent.Exited).Reason);
         await UntilAsync(() => Task.FromResult(web.State == DomainState.Crashed), "web crashed and preserved");
-        await manager.DestroyAsync("web");
+        await manager.DestroyAsync(web.Domid.ToString());
         await AssertNothingLeftAsync(web.Agent.AgentPid);
+    }
+
+    [SkippableFact]
+    public async Task Rename_moves_the_network_namespace_name_and_the_old_name_stays_held_until_destroy()
+    {
+        var (manager, dom0) = await StartAsync();
+        var web = await manager.CreateAsync(Config("web"));
+        await AgentOnRingAsync(web);
+        Assert.Contains(_names.Netns("web"), NetnsNames.List(_names.Prefix));
+
+        await manager.RenameAsync("web", "www");
+        Assert.Equal("www", await dom0.ReadAsync($"/local/domain/{web.Domid}/name"));
+        Assert.Equal([_names.Netns("www")], NetnsNames.List(_names.Prefix));
+        Assert.Equal(_names.Netns("www"), web.Agent!.NetnsName);
+        // The cgroup keeps the old name, so a new "web" is refused until www is destroyed.
+        var held = await Assert.ThrowsAsync<DomainException>(() => manager.CreateAsync(Config("web")));
+        Assert.Equal(409, held.Status);
+        Assert.Contains("still held by domain 'www'", held.Message);
+
+        await manager.DestroyAsync("www");
+        await AssertNothingLeftAsync(web.Agent.AgentPid);
+        var again = await manager.CreateAsync(Config("web"));
+        await manager.DestroyAsync(again);
     }
 
     public async ValueTask DisposeAsync()

@@ -39,13 +39,23 @@ public sealed class DomainManagerTests : IAsyncDisposable
         return (_manager, _dom0);
     }
 
-    private static DomainConfig Config(string name, long mib = 4) => new()
+    private string Image
+    {
+        get
+        {
+            var path = Path.Combine(_dir, "web.img");
+            if (!File.Exists(path)) File.WriteAllBytes(path, new byte[4096]);
+            return path;
+        }
+    }
+
+    private DomainConfig Config(string name, long mib = 4) => new()
     {
         Name = name,
         MemoryMiB = mib,
         Vcpus = 2,
-        Vifs = [new VifConfig { Devid = 0, Ip = "198.18.0.2/24" }, new VifConfig { Devid = 1, Mac = "00:16:3e:01:02:03", Vifname = "web-out" }],
-        Disks = [new DiskConfig { Target = "/images/web.img", Vdev = "xvda", VirtualDevice = 51712 }],
+        Vifs = [new VifConfig { Devid = 0, Ip = "198.18.0.2/24" }, name == "web" ? new VifConfig { Devid = 1, Mac = "00:16:3e:01:02:03", Vifname = "web-out" } : new VifConfig { Devid = 1 }],
+        Disks = [new DiskConfig { Target = Image, Vdev = "xvda", VirtualDevice = 51712 }],
     };
 
     /// <summary>Acts as the guest's kernel: its store ring over its own memory and the endpoint the toolstack kept for it.</summary>
@@ -86,7 +96,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal("vif1.0", await dom0.ReadAsync("/local/domain/0/backend/vif/1/0/vifname"));
         Assert.Equal("web-out", await dom0.ReadAsync("/local/domain/0/backend/vif/1/1/vifname"));
         Assert.Equal("00:16:3e:01:02:03", await dom0.ReadAsync("/local/domain/0/backend/vif/1/1/mac"));
-        Assert.Equal("/images/web.img", await dom0.ReadAsync("/local/domain/0/backend/vbd/1/51712/params"));
+        Assert.Equal(Image, await dom0.ReadAsync("/local/domain/0/backend/vbd/1/51712/params"));
 
         // Grant refs 0 and 1 give dom0 the console and store pages, right after the grant table.
         Assert.Equal(_host.Find(1)!.GrantFrames, web.ConsoleFrame);
@@ -96,7 +106,7 @@ public sealed class DomainManagerTests : IAsyncDisposable
         Assert.Equal((DomainIds.Dom0, web.StoreFrame), (store.Domid, store.Frame));
         Assert.True(console.Flags.HasFlag(GrantFlags.PermitAccess));
 
-        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
+        Assert.Equal([new DomainInfo { Name = "web", Domid = 1, MemoryMiB = 4, CurrentMiB = 4, MaxMemMiB = 4, Vcpus = 2, State = DomainState.Running, ConsoleEvtchn = web.ConsolePort }],
             manager.List().Select(i => i with { UptimeSeconds = 0, Uuid = null }));
     }
 
@@ -197,10 +207,39 @@ public sealed class DomainManagerTests : IAsyncDisposable
         await db.Settled.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(DomainState.Crashed, db.State);
         Assert.Equal(XenIo.Hypervisor.Domains.Spawn.ShutdownReason.Crash, db.ShutdownReason);
-        Assert.Equal("db", await dom0.ReadAsync($"/local/domain/{db.Domid}/name"));
-        Assert.Equal(DomainState.Crashed, Assert.Single(manager.List()).State);
-        await manager.DestroyAsync("db");
+        // xl's preserve: kept, renamed with a time suffix and given a new /vm entry.
+        var preserved = await dom0.ReadAsync($"/local/domain/{db.Domid}/name");
+        Assert.Matches("^db-[0-9]{8}T[0-9]{4}Z$", preserved);
+        Assert.Equal(preserved, await dom0.ReadAsync($"{await dom0.ReadAsync($"/local/domain/{db.Domid}/vm")}/name"));
+        Assert.Equal((DomainState.Crashed, preserved), (Assert.Single(manager.List()).State, manager.List()[0].Name));
+        Assert.Single(await dom0.DirectoryAsync("/vm"));
+        await manager.DestroyAsync(db.Domid.ToString());
         Assert.Equal(0, _host.Pool.UsedPages);
+    }
+
+    [Fact]
+    public async Task Rename_restart_keeps_the_old_domain_renamed_and_starts_a_new_one_under_its_name()
+    {
+        var (manager, dom0) = await StartAsync();
+        var web = await manager.CreateAsync(Config("web", mib: 2) with { OnReboot = LifecycleAction.RenameRestart });
+        using (var guest = AttachGuest(web))
+        {
+            guest.Hypercalls.Shutdown(Hypervisor.Hypercalls.ShutdownReason.Reboot);
+            await web.Settled.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        var domains = manager.List();
+        Assert.Equal(2, domains.Count);
+        Assert.Matches("^web-[0-9]{8}T[0-9]{4}Z$", domains[0].Name);
+        Assert.Equal((web.Domid, DomainState.Shutdown), (domains[0].Domid, domains[0].State));
+        Assert.Equal(("web", DomainState.Running), (domains[1].Name, domains[1].State));
+        Assert.Equal("web", await dom0.ReadAsync($"/local/domain/{domains[1].Domid}/name"));
+        Assert.Equal(domains[0].Name, await dom0.ReadAsync($"/local/domain/{web.Domid}/name"));
+        // The new domain got the configured MAC although the preserved one had it.
+        Assert.Equal("00:16:3e:01:02:03", await dom0.ReadAsync($"/local/domain/0/backend/vif/{domains[1].Domid}/1/mac"));
+        await manager.DestroyAsync(web.Domid.ToString());
+        await manager.DestroyAsync("web");
+        Assert.Equal(0, _host.Pool.UsedPages);
+        Assert.Empty(await dom0.DirectoryAsync("/vm"));
     }
 
     [Theory]
