@@ -74,14 +74,9 @@ public sealed partial class DomainManager
         }
         if (!Path.IsPathFullyQualified(disk.Target)) throw new DomainException(400, $"disk {disk.Vdev}: target '{disk.Target}' is not an absolute path");
         if (!File.Exists(disk.Target)) throw new DomainException(400, $"disk {disk.Vdev}: target {disk.Target} does not exist");
-        try
-        {
-            using var _ = new FileStream(disk.Target, FileMode.Open, disk.ReadOnly || disk.Cdrom ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite, 1);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DomainException(400, $"disk {disk.Vdev}: cannot open {disk.Target} for {(disk.ReadOnly || disk.Cdrom ? "reading" : "reading and writing")}: {e.Message}");
-        }
+        bool readOnly = disk.ReadOnly || disk.Cdrom;
+        if (Interop.Libc.FAccessAt(Interop.Libc.AT_FDCWD, disk.Target, readOnly ? Interop.Libc.R_OK : Interop.Libc.R_OK | Interop.Libc.W_OK, Interop.Libc.AT_EACCESS) != 0)
+            throw new DomainException(400, $"disk {disk.Vdev}: cannot open {disk.Target} for {(readOnly ? "reading" : "reading and writing")}: {System.Runtime.InteropServices.Marshal.GetLastPInvokeErrorMessage()}");
     }
 
     private DomainRecord Live(string nameOrId)

@@ -20,7 +20,7 @@ public sealed class BlkRestartTests(ITestOutputHelper output)
 
         var w = new BlkWorkload(front, new BlkWorkloadSpec
         {
-            Mode = BlkWorkloadMode.ReadWrite, BlockBytes = 8192, QueueDepth = 16, TotalOps = 12_000, FlushEvery = 32,
+            Mode = BlkWorkloadMode.ReadWrite, BlockBytes = 8192, QueueDepth = 16, TotalOps = 40_000, FlushEvery = 32,
             RegionBytes = 8L << 20, Verify = true, Seed = 42,
         });
         var run = w.RunAsync();
@@ -37,7 +37,7 @@ public sealed class BlkRestartTests(ITestOutputHelper output)
                 await rig.StartBlkbackAsync();
             }
             var result = await run.WaitAsync(TimeSpan.FromSeconds(120));
-            Assert.InRange(result.Ops, 12_000, 12_000 + 16); // each of the 16 workers may finish the request it had started
+            Assert.InRange(result.Ops, 40_000, 40_000 + 16); // each of the 16 workers may finish the request it had started
             Assert.Equal(0, result.Errors);
             Assert.Equal(0, result.VerifyFailures);
             Assert.True(result.Flushes > 0);

@@ -110,7 +110,7 @@ public sealed class UpDownTests : IDisposable
         Assert.True(up.Code == 0, up.Output + Logs());
         try
         {
-            var create = Xenio(env, "create", "--run-dir", _run, Path.Combine(repo, "examples", "web.cfg"), $"name=\"{_instance}web\"");
+            var create = Xenio(env, "create", "--run-dir", _run, Path.Combine(repo, "examples", "web.cfg"), $"name=\"{_instance}web\"", "disk=[]");
             Assert.True(create.Code == 0, create.Output + Logs());
             Assert.Contains($"{_instance}web", Xenio("list", "--run-dir", _run).Output);
         }
