@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Hypervisor.Hypercalls;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
@@ -18,7 +19,8 @@ namespace XenIo.Blkback.Daemon;
 /// answers each connection with one line per vbd and says the daemon is up. A failure at start sets
 /// <see cref="Environment.ExitCode"/> and stops the host.
 /// </summary>
-public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<BlkbackService> logger, IHostApplicationLifetime lifetime) : BackgroundService
+public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<BlkbackService> logger, IHostApplicationLifetime lifetime)
+    : BackendDaemon("blkback", logger, lifetime)
 {
     public const string BackendRoot = "/local/domain/0/backend/vbd";
     /// <summary>More vbds than this are refused (a toolstack bug or a flood), not served.</summary>
@@ -27,34 +29,18 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
     private readonly BlkbackOptions _options = options.Value;
     private readonly Dictionary<(ushort, int), VbdDevice> _devices = [];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async ValueTask CleanUpAsync()
     {
-        try
-        {
-            await RunAsync(stoppingToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            logger.LogError("blkback failed: {Message}", e.Message);
-            Environment.ExitCode = 1;
-            lifetime.StopApplication();
-        }
-        finally
-        {
-            foreach (var d in _devices.Values) await d.DisposeAsync().ConfigureAwait(false);
-            _devices.Clear();
-        }
+        foreach (var d in _devices.Values) await d.DisposeAsync().ConfigureAwait(false);
+        _devices.Clear();
     }
 
-    private async Task RunAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         var xsSocket = XenstoreSocketListener.PathUnder(_options.RunDirectory);
         var hcSocket = Path.Combine(_options.RunDirectory, "hypercall.sock");
-        await using var store = await Retry(() => XenstoreClient.ConnectAsync(xsSocket, stoppingToken), xsSocket, stoppingToken).ConfigureAwait(false);
-        using var hypercalls = await Retry(() => Task.FromResult(HypercallClient.Connect(hcSocket)), hcSocket, stoppingToken).ConfigureAwait(false);
+        await using var store = await ConnectWithRetryAsync(() => XenstoreClient.ConnectAsync(xsSocket, stoppingToken), xsSocket, "xenstored", _options.StartWait, stoppingToken).ConfigureAwait(false);
+        using var hypercalls = await ConnectWithRetryAsync(() => Task.FromResult(HypercallClient.Connect(hcSocket)), hcSocket, "hyperd", _options.StartWait, stoppingToken).ConfigureAwait(false);
         var domains = new ForeignDomains(hypercalls);
 
         await using var watch = await store.SubscribeAsync(BackendRoot, "blkback-vbds", cancellationToken: stoppingToken).ConfigureAwait(false);
@@ -144,26 +130,6 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
                 text.Append(CultureInfo.InvariantCulture, $"{d.Domid}/{d.Devid} {d.State} {d.Image ?? "-"} served={d.Served} errors={d.Errors}\n");
             try { await client.SendAsync(Encoding.UTF8.GetBytes(text.ToString()), SocketFlags.None, ct).ConfigureAwait(false); }
             catch (SocketException) { }
-        }
-    }
-
-    private async Task<T> Retry<T>(Func<Task<T>> connect, string socket, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + _options.StartWait;
-        while (true)
-        {
-            try
-            {
-                return await connect().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or IOException && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(200, ct).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or IOException)
-            {
-                throw new IOException($"nothing answers on {socket} ({e.Message}); start the daemons with `xenio up`", e);
-            }
         }
     }
 }

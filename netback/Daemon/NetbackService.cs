@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
 using XenIo.Net.Tap;
@@ -34,32 +35,16 @@ public sealed class NetbackOptions
 /// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB on a timer and
 /// serves the HTTP API. Failures at start set <see cref="Environment.ExitCode"/> and stop the host.
 /// </summary>
-public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<NetbackService> logger, IHostApplicationLifetime lifetime) : BackgroundService
+public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<NetbackService> logger, IHostApplicationLifetime lifetime)
+    : BackendDaemon("netback", logger, lifetime)
 {
     private readonly NetbackOptions _options = options.Value;
     private IReadOnlyList<string> _configErrors = [];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        try
-        {
-            await RunAsync(stoppingToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            logger.LogError("netback failed: {Message}", e.Message);
-            Environment.ExitCode = 1;
-            lifetime.StopApplication();
-        }
-    }
-
-    private async Task RunAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         var xsSocket = XenstoreSocketListener.PathUnder(_options.RunDirectory);
-        await using var client = await ConnectAsync(xsSocket, stoppingToken).ConfigureAwait(false);
+        await using var client = await ConnectWithRetryAsync(() => XenstoreClient.ConnectAsync(xsSocket, stoppingToken), xsSocket, "xenstored", _options.XenstoredWait, stoppingToken).ConfigureAwait(false);
         using var loop = new EpollLoop("vswitch");
         loop.HandlerFailed += e => logger.LogError("vswitch I/O: {Message}", e.Message);
         using var reconciler = new SwitchReconciler(new PortFactory(loop), m => logger.LogInformation("{Message}", m));
@@ -114,26 +99,6 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
             catch (Exception e) when (e is IOException or XenIo.Hypervisor.Store.Client.XenstoreException) { logger.LogWarning("vif backends: {Message}", e.Message); }
             try { await housekeeping.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
-        }
-    }
-
-    private async Task<XenstoreClient> ConnectAsync(string socket, CancellationToken stoppingToken)
-    {
-        var deadline = DateTime.UtcNow + _options.XenstoredWait;
-        while (true)
-        {
-            try
-            {
-                return await XenstoreClient.ConnectAsync(socket, stoppingToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(200, stoppingToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
-            {
-                throw new IOException($"xenstored is not answering on {socket} ({e.Message}); start it with `xenio up` or `xenio xenstored --run-dir {_options.RunDirectory}`", e);
-            }
         }
     }
 }
