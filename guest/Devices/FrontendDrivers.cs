@@ -8,6 +8,7 @@ internal static class FrontendDrivers
 {
     public static IReadOnlyList<IFrontendDriver> Create() =>
     [
+        new Netfront.NetfrontDriver(),
     ];
 
     /// <summary>Starts every driver on the thread pool; each logs its own end.</summary>
