@@ -18,7 +18,7 @@ namespace XenIo.Guest.Tests.Netfront;
 /// after the backend is killed with SIGKILL and started again both guests reconnect by themselves.
 /// </summary>
 [Collection("guests")]
-public sealed class NetfrontPeerTests : IAsyncDisposable
+public sealed class NetfrontPeerTests(Xunit.Abstractions.ITestOutputHelper log) : IAsyncDisposable
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
 
@@ -123,6 +123,8 @@ public sealed class NetfrontPeerTests : IAsyncDisposable
         // eth0 exists in each guest with the vif's MAC, MTU and address before any backend is there.
         await UntilAsync(() => Task.FromResult(InGuest("web", "ip", "-o", "addr", "show", "eth0").Output.Contains("198.18.0.1/24", StringComparison.Ordinal)),
             "web's eth0 with its address");
+        await UntilAsync(() => Task.FromResult(InGuest("client", "ip", "-o", "addr", "show", "eth0").Output.Contains("198.18.0.2/24", StringComparison.Ordinal)),
+            "client's eth0 with its address");
         var link = InGuest("client", "ip", "-o", "link", "show", "eth0").Output;
         Assert.Contains("00:16:3e:00:00:02", link, StringComparison.Ordinal);
         Assert.Contains("mtu 1500", link, StringComparison.Ordinal);
@@ -143,6 +145,7 @@ public sealed class NetfrontPeerTests : IAsyncDisposable
             var (code, output) = InGuest("client", "iperf3", "-c", "198.18.0.1", "-t", "1", "-f", "m");
             Assert.True(code == 0, $"iperf3 failed:\n{output}\n{Logs()}");
             Assert.Contains("receiver", output, StringComparison.Ordinal);
+            log.WriteLine(output);
             server.WaitForExit(10_000);
         }
 
@@ -158,6 +161,7 @@ public sealed class NetfrontPeerTests : IAsyncDisposable
         Ping("client", "198.18.0.1");
         Assert.Contains("198.18.0.2/24", InGuest("client", "ip", "-o", "addr", "show", "eth0").Output, StringComparison.Ordinal);
 
+        log.WriteLine(Logs());
         await manager.DestroyAsync("web");
         await manager.DestroyAsync("client");
     }
