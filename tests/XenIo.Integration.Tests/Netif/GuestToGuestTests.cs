@@ -143,7 +143,7 @@ public sealed class GuestToGuestTests : IDisposable
             }
 
             Assert.True(capture.WaitForExit(30_000), "xenio capture did not stop after 400 frames\n" + Logs());
-            var tshark = Netns.Run("tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Protocol");
+            var tshark = XenIo.Tests.Netns.Run("tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Protocol");
             Assert.Contains("198.18.0.2\t198.18.0.1\tICMP", tshark, StringComparison.Ordinal);
             Assert.Contains("198.18.0.1\t198.18.0.2\tICMP", tshark, StringComparison.Ordinal);
             Assert.Contains("TCP", tshark, StringComparison.Ordinal);
