@@ -29,8 +29,11 @@ cat <<MSG
 Daemons: hyperd (xenstored inside) and netback under \`xenio up\`, run directory $run, logs in $log.
   xenstore:   XENSTORED_PATH=$run/xenstored/socket xenstore-ls /local/domain
   a guest:    ip netns exec web sh      (each guest's network namespace is named after it)
+  network:    web is 198.18.0.1 and client 198.18.0.2 on xenbr0 (eth0 in each guest, netfront ↔ netback):
+              ip netns exec client ping 198.18.0.1
+              ip netns exec web iperf3 -s -D; ip netns exec client iperf3 -c 198.18.0.1
   capture:    $xenio capture xenbr0 -w - | tshark -r -
   shut down:  $xenio shutdown web -w    destroy: $xenio destroy client
   stop all:   sudo make run STOP=1   (xenio down: shuts the guests down, then the daemons)
-Not wired yet: guests' vifs to the switch (netfront/netback), their disks and telnet consoles.
+Not wired yet: guests' disks and telnet consoles.
 MSG
