@@ -177,11 +177,8 @@ internal sealed class NetfrontQueue
         if (_failed.TrySetResult(reason)) _stop = true;
     }
 
-    /// <summary>One log line per kind of backend misbehaviour per connection.</summary>
-    private void LogOnce(int bit, string message)
-    {
-        if ((Interlocked.Or(ref _logged, 1 << bit) & (1 << bit)) == 0) _log(message);
-    }
+    /// <summary>One log line per kind of backend misbehaviour per connection: true the first time only (format the line after).</summary>
+    private bool FirstTime(int bit) => (Interlocked.Or(ref _logged, 1 << bit) & (1 << bit)) == 0;
 
     // ---- TX: TAP → ring ------------------------------------------------------------------------
 
@@ -282,7 +279,7 @@ internal sealed class NetfrontQueue
             if (response.Status == NetifStatus.Null) continue;
             if (response.Id >= RingSize || !_inFlight[response.Id])
             {
-                LogOnce(0, $"{_tap.Name}: tx response for id {response.Id}, which we did not post; ignored");
+                if (FirstTime(0)) _log($"{_tap.Name}: tx response for id {response.Id}, which we did not post; ignored");
                 continue;
             }
             _inFlight[response.Id] = false;
@@ -341,7 +338,7 @@ internal sealed class NetfrontQueue
     {
         _counters.RxDropped++;
         var reason = _assembler.Reason;
-        LogOnce(1 + (int)reason, $"{_tap.Name}: rx packet dropped: {reason} (slots {_assembler.Slots}, {_assembler.Length} bytes)");
+        if (FirstTime(1 + (int)reason)) _log($"{_tap.Name}: rx packet dropped: {reason} (slots {_assembler.Slots}, {_assembler.Length} bytes)");
     }
 
     private unsafe void Deliver(IoVec* iov)
@@ -358,7 +355,7 @@ internal sealed class NetfrontQueue
         if (!RxAssembler.TryToVirtio(_assembler.Flags, _assembler.Gso, _assembler.GsoSize, head, out var vnet))
         {
             _counters.RxDropped++;
-            LogOnce(12, $"{_tap.Name}: rx packet dropped: its headers do not match its checksum or GSO flags");
+            if (FirstTime(12)) _log($"{_tap.Name}: rx packet dropped: its headers do not match its checksum or GSO flags");
             return;
         }
         vnet.Write(_rxHeader);
