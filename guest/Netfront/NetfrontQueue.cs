@@ -44,8 +44,15 @@ internal sealed class NetfrontQueue
     private const int FirstTxPage = 2;
     private const int FirstRxPage = FirstTxPage + RingSize;
     private const int Pages = FirstRxPage + RingSize;
-    /// <summary>Requests pushed at once at most before the backend may see them.</summary>
-    private const int TxBatch = 64;
+    /// <summary>
+    /// Slots written before they are pushed: small frames are published in batches, a GSO frame (17
+    /// slots) at once, so the backend never waits for a ring's worth. Pushing is a store and a barrier;
+    /// the notification is still only sent when the backend asked for one.
+    /// </summary>
+    private const int TxPushSlots = 16;
+
+    /// <summary>Finished rx slots gathered before they are posted again in one push.</summary>
+    private const int RxRefillBatch = 32;
     private const int IdleWaitMs = 250;
     private const int HeadBytes = 256;
 
@@ -247,7 +254,8 @@ internal sealed class NetfrontQueue
                 for (var s = 0; s < count; s++) _tx.TryWriteRequest(slots[s]);
                 _counters.TxPackets++;
                 _counters.TxBytes += length;
-                if (++pending >= TxBatch) pending = Push(pending);
+                pending += count;
+                if (pending >= TxPushSlots) pending = Push(pending);
             }
         }
     }
@@ -314,7 +322,7 @@ internal sealed class NetfrontQueue
                     if (step == RxStep.Packet) Deliver(iov);
                     else DropRx();
                     done = _rx.ResponseConsumer;
-                    if (done + RingSize - _rx.RequestProducerPrivate >= TxBatch) RefillRx(done);
+                    if (done + RingSize - _rx.RequestProducerPrivate >= RxRefillBatch) RefillRx(done);
                 }
                 RefillRx(done);
                 if (_rx.IsBroken)
