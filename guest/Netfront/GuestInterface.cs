@@ -92,6 +92,13 @@ internal static unsafe class GuestInterface
         return Libc.IoctlValue(tapFd, Libc.TUNSETOFFLOAD, flags) == 0;
     }
 
+    /// <summary>TUNSETCARRIER: the guest sees the link down while no backend serves the vif (netif_carrier_off in netfront).</summary>
+    public static bool SetCarrier(int tapFd, bool on)
+    {
+        var value = on ? 1 : 0;
+        return Libc.Ioctl(tapFd, Libc.TUNSETCARRIER, &value) == 0;
+    }
+
     private static IPAddress Netmask(int prefix) =>
         new(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(prefix == 0 ? 0u : uint.MaxValue << (32 - prefix)));
 

@@ -25,6 +25,7 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
     private NetfrontQueue? _queue;
     private bool _connecting;
     private bool _running;
+    private int _tapFd = -1;
 
     public int Devid => devid;
 
@@ -40,6 +41,8 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
         if (settings is null) return;
         using var tap = TapDevice.Create($"eth{devid.ToString(CultureInfo.InvariantCulture)}", offloads: false);
         Configure(tap.Name, settings);
+        _tapFd = tap.Fd;
+        GuestInterface.SetCarrier(tap.Fd, on: false);
         try
         {
             await FollowBackendAsync(device, tap, stop).ConfigureAwait(false);
@@ -162,6 +165,7 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
                             Log("TUNSETOFFLOAD refused; large frames will be dropped");
                         queue.Start(sg ? features : features with { GsoTcpV4 = false, GsoTcpV6 = false });
                         _running = true;
+                        GuestInterface.SetCarrier(tap.Fd, on: true);
                         Log($"connected to domain {queue.BackendId} ({(queue.SplitEventChannels ? "split event channels" : "one event channel")}, "
                             + $"sg {(sg ? "on" : "off")}, gso tcpv4 {(sg && features.GsoTcpV4 ? "on" : "off")}, tcpv6 {(sg && features.GsoTcpV6 ? "on" : "off")})");
                     }
@@ -249,6 +253,7 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
     {
         var queue = _queue;
         _queue = null;
+        if (_running && _tapFd >= 0) GuestInterface.SetCarrier(_tapFd, on: false);
         _connecting = _running = false;
         if (queue is null) return;
         // Stop() runs before the first await inside: the threads are gone before a new queue uses the TAP.

@@ -129,6 +129,8 @@ public sealed class NetfrontPeerTests(Xunit.Abstractions.ITestOutputHelper log) 
         Assert.Contains("00:16:3e:00:00:02", link, StringComparison.Ordinal);
         Assert.Contains("mtu 1500", link, StringComparison.Ordinal);
 
+        // No backend yet: eth0 is up without a carrier.
+        Assert.Contains("NO-CARRIER", link, StringComparison.Ordinal);
         var backend = await StartBackendAsync(web, client);
         Assert.Equal("4", await dom0.ReadAsync($"/local/domain/{web.Domid}/device/vif/0/state"));
         Assert.NotNull(await dom0.TryReadAsync($"/local/domain/{web.Domid}/device/vif/0/event-channel-tx"));
@@ -155,6 +157,9 @@ public sealed class NetfrontPeerTests(Xunit.Abstractions.ITestOutputHelper log) 
         foreach (var d in new[] { web, client })
             await UntilAsync(async () => await dom0.TryReadAsync($"/local/domain/{d.Domid}/device/vif/0/state") == "1",
                 $"{d.Name}'s netfront to go back to Initialising");
+        // The guest sees its link down meanwhile, with its address kept.
+        Assert.Contains("NO-CARRIER", InGuest("web", "ip", "-o", "link", "show", "eth0").Output, StringComparison.Ordinal);
+        Assert.Contains("198.18.0.1/24", InGuest("web", "ip", "-o", "addr", "show", "eth0").Output, StringComparison.Ordinal);
 
         // A new backend: both reconnect with fresh rings while eth0 stayed as it was.
         await StartBackendAsync(web, client);
