@@ -138,7 +138,10 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
                 await SwitchAsync(device, XenbusState.Initialising, stop).ConfigureAwait(false);
             }
 
-            var backend = await device.ReadBackendStateAsync(stop).ConfigureAwait(false);
+            XenbusState backend;
+            // A backend directory removed under us (network-detach) reads as EACCES or ENOENT: no backend.
+            try { backend = await device.ReadBackendStateAsync(stop).ConfigureAwait(false); }
+            catch (XenstoreException) { backend = XenbusState.Unknown; }
             switch (backend)
             {
                 case XenbusState.InitWait:

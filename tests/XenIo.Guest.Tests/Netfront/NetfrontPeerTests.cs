@@ -3,6 +3,7 @@ using XenIo.Hypervisor.Domains;
 using XenIo.Hypervisor.Domains.Cgroups;
 using XenIo.Hypervisor.Domains.Hyperd;
 using XenIo.Hypervisor.Domains.Spawn;
+using XenIo.Hypervisor.Domains.Toolstack;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
@@ -165,6 +166,17 @@ public sealed class NetfrontPeerTests(Xunit.Abstractions.ITestOutputHelper log) 
         await StartBackendAsync(web, client);
         Ping("client", "198.18.0.1");
         Assert.Contains("198.18.0.2/24", InGuest("client", "ip", "-o", "addr", "show", "eth0").Output, StringComparison.Ordinal);
+
+        // network-attach at runtime: vif 1 (with a gateway beside its ip) becomes eth1; network-detach removes eth0.
+        var attach = XenstoreLayout.Vif(client.Domid, new VifConfig { Devid = 1, Ip = "198.18.1.2/24" }, "00:16:3e:00:01:02", $"vif{client.Domid}.1")
+            .Append(new XenstoreWriteValue($"/local/domain/0/backend/vif/{client.Domid}/1/gateway", "198.18.1.254")).ToList();
+        await XenstoreLayoutWriter.ApplyAsync(dom0, attach);
+        await UntilAsync(() => Task.FromResult(InGuest("client", "ip", "route").Output.Contains("default via 198.18.1.254 dev eth1", StringComparison.Ordinal)),
+            "client's eth1 with its address and default route after network-attach");
+        Assert.Contains("198.18.1.2/24", InGuest("client", "ip", "-o", "addr", "show", "eth1").Output, StringComparison.Ordinal);
+        await XenstoreLayoutWriter.ApplyAsync(dom0, XenstoreLayout.DeviceRemoval("vif", client.Domid, 0));
+        await UntilAsync(() => Task.FromResult(InGuest("client", "ip", "-o", "link", "show", "eth0").Code != 0), "client's eth0 gone after network-detach");
+        Assert.Contains("eth1", InGuest("client", "ip", "-o", "link").Output, StringComparison.Ordinal);
 
         log.WriteLine(Logs());
         await manager.DestroyAsync("web");
