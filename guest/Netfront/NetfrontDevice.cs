@@ -40,9 +40,9 @@ internal sealed class NetfrontDevice(FrontendContext context, int devid)
         var settings = await ReadSettingsAsync(device, stop).ConfigureAwait(false);
         if (settings is null) return;
         using var tap = TapDevice.Create($"eth{devid.ToString(CultureInfo.InvariantCulture)}", offloads: false);
-        Configure(tap.Name, settings);
         _tapFd = tap.Fd;
         GuestInterface.SetCarrier(tap.Fd, on: false);
+        Configure(tap.Name, settings);
         try
         {
             await FollowBackendAsync(device, tap, stop).ConfigureAwait(false);

@@ -78,6 +78,7 @@ internal sealed class NetfrontQueue
     private Thread? _txThread;
     private Thread? _rxThread;
     private volatile bool _stop;
+    private volatile bool _txWaiting;
     private int _logged;
 
     private NetfrontQueue(GuestDomain domain, ushort backend, TapDevice tap, NetfrontCounters counters, Action<string> log)
@@ -275,7 +276,11 @@ internal sealed class NetfrontQueue
         }
         else
         {
+            // The RX thread owns the shared channel; it wakes us after every pass while we wait, since
+            // a busy RX side may not wait on the channel (and so not see a TX notification) for long.
+            _txWaiting = true;
             _txWake.Wait(IdleWaitMs);
+            _txWaiting = false;
         }
     }
 
@@ -325,6 +330,7 @@ internal sealed class NetfrontQueue
                     if (done + RingSize - _rx.RequestProducerPrivate >= RxRefillBatch) RefillRx(done);
                 }
                 RefillRx(done);
+                if (_txWaiting) _txWake.Set();
                 if (_rx.IsBroken)
                 {
                     Fail($"the backend broke the rx ring ({_rx.Error})");
