@@ -98,21 +98,7 @@ public sealed class GuestToGuestTests : IDisposable
             var client = await DomidAsync(store, $"{_instance}client");
 
             // netback takes each vif to InitWait, netfront answers, both end Connected.
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            foreach (var d in new[] { web, client })
-            {
-                while (await store.TryReadAsync($"/local/domain/{d}/device/vif/0/state") != "4"
-                       || await store.TryReadAsync($"/local/domain/0/backend/vif/{d}/0/state") != "4")
-                {
-                    if (DateTime.UtcNow > deadline)
-                    {
-                        var backendState = await store.TryReadAsync($"/local/domain/0/backend/vif/{d}/0/state");
-                        Skip.If(backendState is null or "1", $"netback in this build serves no vif backends (backend state {backendState ?? "absent"} after 30 s)");
-                        Assert.Fail($"vif of domain {d} not connected: frontend {await store.TryReadAsync($"/local/domain/{d}/device/vif/0/state")}, backend {backendState}\n{Logs()}");
-                    }
-                    await Task.Delay(50);
-                }
-            }
+            await ConnectedAsync(store, web, client, skipWhenNoBackend: true);
 
             var pcap = Path.Combine(_run, "xenbr0.pcap");
             using var capture = StartXenio("capture", "--run-dir", _run, "xenbr0", "-w", pcap, "-c", "400");
@@ -123,36 +109,97 @@ public sealed class GuestToGuestTests : IDisposable
             ping = InGuest("web", "ping", "-c", "3", "-i", "0.2", "-W", "5", "198.18.0.2");
             Assert.True(ping.Code == 0, ping.Output + Logs());
 
-            foreach (var udp in new[] { false, true })
-            {
-                using var server = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", Netns("web"), "iperf3", "-s", "-1", "-B", "198.18.0.1"])
-                    { RedirectStandardOutput = true, RedirectStandardError = true })!;
-                await Task.Delay(300);
-                string[] args = udp
-                    ? ["iperf3", "-c", "198.18.0.1", "-u", "-b", "200M", "-t", "2", "-J"]
-                    : ["iperf3", "-c", "198.18.0.1", "-t", "2", "-J"];
-                var (code, json) = InGuest("client", args);
-                Assert.True(code == 0, json + Logs());
-                using var doc = JsonDocument.Parse(json);
-                var end = doc.RootElement.GetProperty("end");
-                var bits = udp ? end.GetProperty("sum").GetProperty("bits_per_second").GetDouble()
-                    : end.GetProperty("sum_received").GetProperty("bits_per_second").GetDouble();
-                Assert.True(bits > 1e6, $"iperf3 {(udp ? "UDP" : "TCP")}: {bits} bit/s");
-                if (udp) Assert.True(end.GetProperty("sum").GetProperty("lost_percent").GetDouble() < 50, json);
-                server.WaitForExit(10_000);
-            }
+            foreach (var udp in new[] { false, true }) await IperfAsync(udp);
 
             Assert.True(capture.WaitForExit(30_000), "xenio capture did not stop after 400 frames\n" + Logs());
             var tshark = XenIo.Tests.Netns.Run("tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Protocol");
             Assert.Contains("198.18.0.2\t198.18.0.1\tICMP", tshark, StringComparison.Ordinal);
             Assert.Contains("198.18.0.1\t198.18.0.2\tICMP", tshark, StringComparison.Ordinal);
             Assert.Contains("TCP", tshark, StringComparison.Ordinal);
+
+            // netback killed mid-iperf3: `xenio up` restarts it, the guests reconnect by themselves, a new iperf3 passes.
+            async Task<string?[]> Ports() =>
+            [
+                await store.TryReadAsync($"/local/domain/{web}/device/vif/0/event-channel-tx") ?? await store.TryReadAsync($"/local/domain/{web}/device/vif/0/event-channel"),
+                await store.TryReadAsync($"/local/domain/{client}/device/vif/0/event-channel-tx") ?? await store.TryReadAsync($"/local/domain/{client}/device/vif/0/event-channel"),
+            ];
+            var before = await Ports();
+            using (var server = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", Netns("web"), "iperf3", "-s", "-1", "-B", "198.18.0.1"])
+                   { RedirectStandardOutput = true, RedirectStandardError = true })!)
+            {
+                await Task.Delay(300);
+                using var running = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", Netns("client"), "iperf3", "-c", "198.18.0.1", "-t", "10"])
+                    { RedirectStandardOutput = true, RedirectStandardError = true })!;
+                await Task.Delay(1500);
+                var netback = PidOf("netback");
+                Assert.NotNull(netback);
+                Process.GetProcessById(netback.Value).Kill();
+                running.WaitForExit(30_000);
+                server.Kill();
+            }
+            // Each frontend published a fresh connection (new ports), then both ends are Connected again.
+            var reconnectBy = DateTime.UtcNow.AddSeconds(60);
+            while ((await Ports()).Zip(before).Any(p => p.First == p.Second))
+            {
+                Assert.True(DateTime.UtcNow < reconnectBy, "the guests did not reconnect after netback was killed\n" + Logs());
+                await Task.Delay(50);
+            }
+            await ConnectedAsync(store, web, client, skipWhenNoBackend: false);
+            await IperfAsync(udp: false);
         }
         finally
         {
             var down = Xenio("down", "--run-dir", _run, "--timeout", "5");
             Assert.True(down.Code == 0, down.Output + Logs());
         }
+    }
+
+    private async Task ConnectedAsync(XenstoreClient store, ushort web, ushort client, bool skipWhenNoBackend)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        foreach (var d in new[] { web, client })
+        {
+            while (await store.TryReadAsync($"/local/domain/{d}/device/vif/0/state") != "4"
+                   || await store.TryReadAsync($"/local/domain/0/backend/vif/{d}/0/state") != "4")
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    var backendState = await store.TryReadAsync($"/local/domain/0/backend/vif/{d}/0/state");
+                    Skip.If(skipWhenNoBackend && backendState is null or "1", $"netback in this build serves no vif backends (backend state {backendState ?? "absent"} after 30 s)");
+                    Assert.Fail($"vif of domain {d} not connected: frontend {await store.TryReadAsync($"/local/domain/{d}/device/vif/0/state")}, backend {backendState}\n{Logs()}");
+                }
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    private async Task IperfAsync(bool udp)
+    {
+        using var server = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", Netns("web"), "iperf3", "-s", "-1", "-B", "198.18.0.1"])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        await Task.Delay(300);
+        string[] args = udp
+            ? ["iperf3", "-c", "198.18.0.1", "-u", "-b", "200M", "-t", "2", "-J"]
+            : ["iperf3", "-c", "198.18.0.1", "-t", "2", "-J"];
+        var (code, json) = InGuest("client", args);
+        Assert.True(code == 0, json + Logs());
+        using var doc = JsonDocument.Parse(json);
+        var end = doc.RootElement.GetProperty("end");
+        var bits = udp ? end.GetProperty("sum").GetProperty("bits_per_second").GetDouble()
+            : end.GetProperty("sum_received").GetProperty("bits_per_second").GetDouble();
+        Assert.True(bits > 1e6, $"iperf3 {(udp ? "UDP" : "TCP")}: {bits} bit/s");
+        if (udp) Assert.True(end.GetProperty("sum").GetProperty("lost_percent").GetDouble() < 50, json);
+        server.WaitForExit(10_000);
+    }
+
+    private int? PidOf(string verb) =>
+        Process.GetProcesses().Select(p => p.Id).FirstOrDefault(id => CommandLine(id).Contains($"xenio.dll\0{verb}\0--run-dir\0{_run}", StringComparison.Ordinal)) is var pid and > 0 ? pid : null;
+
+    private static string CommandLine(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cmdline"); }
+        catch (IOException) { return ""; }
+        catch (UnauthorizedAccessException) { return ""; }
     }
 
     private static string? RepoRoot()
