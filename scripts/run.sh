@@ -1,4 +1,5 @@
-# make run: `xenio up` (a supervisor that starts hyperd with xenstored, then netback, and restarts them),
+# make run: `xenio up` (a supervisor that starts hyperd with xenstored, then netback, consoled and blkback,
+# and restarts them),
 # boot the example guests, then say how to reach them; `make run STOP=1` runs `xenio down` (domains shut
 # down gracefully, then the daemons stop).
 set -euo pipefail
@@ -43,11 +44,14 @@ for cfg in examples/*.cfg; do
 done
 cat <<MSG
 
-Daemons: hyperd (xenstored inside) and netback under \`xenio up\`, run directory $run, logs in $log.
+Daemons: hyperd (xenstored inside), netback, consoled and blkback under \`xenio up\`, run directory $run, logs in $log.
   xenstore:   XENSTORED_PATH=$run/xenstored/socket xenstore-ls /local/domain
   a guest:    ip netns exec web sh      (each guest's network namespace is named after it)
+  network:    web is 198.18.0.1 and client 198.18.0.2 on xenbr0 (eth0 in each guest, netfront ↔ netback):
+              ip netns exec client ping 198.18.0.1
+              ip netns exec web iperf3 -s -D; ip netns exec client iperf3 -c 198.18.0.1
   capture:    $xenio capture xenbr0 -w - | tshark -r -
+  disks:      each guest's disk is /run/xenio/vbd/xvda inside it (mkfs.ext4, mount); images in /var/lib/xenio/images
   shut down:  $xenio shutdown web -w    destroy: $xenio destroy client
   stop all:   sudo make run STOP=1   (xenio down: shuts the guests down, then the daemons)
-Not wired yet: guests' vifs to the switch (netfront/netback) and their disks.
 MSG

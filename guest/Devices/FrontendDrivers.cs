@@ -8,6 +8,7 @@ internal static class FrontendDrivers
 {
     public static IReadOnlyList<IFrontendDriver> Create() =>
     [
+        new Netfront.NetfrontDriver(),
         new Blkfront.BlkfrontDriver(),
         new Balloon.BalloonDriver(),
     ];
