@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using XenIo.Net.Frames;
@@ -55,12 +56,30 @@ public sealed class Bridge
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Name = name;
         _time = time ?? TimeProvider.System;
+        _coarseClock = ReferenceEquals(_time, TimeProvider.System) && CoarseClockAgrees();
         Fdb = new ForwardingDatabase(fdbLimit, aging, time: _time);
         _segmentSink = new SegmentSink(this);
     }
 
     public string Name { get; }
     public ForwardingDatabase Fdb { get; }
+
+    // The forwarding path needs time only for learning and aging (seconds), so on the system clock it
+    // reads the kernel's coarse monotonic clock (Environment.TickCount64, CLOCK_MONOTONIC_COARSE: no
+    // TSC read, a few ns even in a VM) instead of the precise one (tens of ns in a VM, once per batch).
+    // Both count from boot, so the coarse one is the precise one rounded down by at most a tick.
+    private readonly bool _coarseClock;
+    private static readonly long TicksPerMillisecond = Stopwatch.Frequency / 1000;
+
+    private static bool CoarseClockAgrees()
+    {
+        if (Stopwatch.Frequency % 1000 != 0) return false;
+        var precise = Stopwatch.GetTimestamp();
+        var coarse = Environment.TickCount64 * TicksPerMillisecond;
+        return Math.Abs(precise - coarse) < Stopwatch.Frequency / 10;
+    }
+
+    private long Now() => _coarseClock ? Environment.TickCount64 * TicksPerMillisecond : _time.GetTimestamp();
 
     /// <summary>Unicast frames whose destination sits on the port they came in on (not forwarded, not an error).</summary>
     public long Filtered { get; private set; }
@@ -155,7 +174,7 @@ public sealed class Bridge
     /// </summary>
     public void Receive(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata)
     {
-        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, _time.GetTimestamp());
+        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, Now());
     }
 
     /// <summary>
@@ -168,7 +187,7 @@ public sealed class Bridge
     {
         lock (_gate)
         {
-            var now = _time.GetTimestamp();
+            var now = Now();
             if (ingress.Bridge != this) return;
             // What makes a batch plain is decided once for all its frames: an ingress port that is up,
             // unlimited, untagged-capable and not observed by any mirror.
@@ -233,11 +252,13 @@ public sealed class Bridge
         var vlan = _untaggedVlan[index];
         var vlanKey = ForwardingDatabase.Key(0, vlan);
         var mtu = ingress.Mtu;
-        var sources = _sourceKeys;
-        var destinations = _destinationKeys;
+        // The caller hands at most ChunkFrames frames, the length of both key arrays.
+        Debug.Assert(chunk.Length <= ChunkFrames);
+        ref var sources = ref MemoryMarshal.GetArrayDataReference(_sourceKeys);
+        ref var destinations = ref MemoryMarshal.GetArrayDataReference(_destinationKeys);
         long rxBytes = 0;
         var i = 0;
-        for (; i < chunk.Length && i < sources.Length && i < destinations.Length; i++)
+        for (; i < chunk.Length; i++)
         {
             var packet = chunk[i];
             var data = packet.Data;
@@ -252,8 +273,8 @@ public sealed class Bridge
             if ((source & 0x0100_0000_0000) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
                 break;
             var destination = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16;
-            sources[i] = vlanKey | source;
-            destinations[i] = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
+            Unsafe.Add(ref sources, i) = vlanKey | source;
+            Unsafe.Add(ref destinations, i) = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
             rxBytes += length;
             packet.Metadata.Length = length;
             packet.Metadata.IngressPort = index;
@@ -306,7 +327,9 @@ public sealed class Bridge
                         if (port.EgressLimit is null && !packet.Metadata.IsGso && packet.Metadata.Checksum != ChecksumState.Partial
                             && length - EtherTypes.EthernetHeaderLength <= port.Mtu)
                         {
-                            var result = port.Transmit(packet.Data.AsSpan(packet.Offset, length), packet.Metadata);
+                            // Classify checked Offset and Length against the array.
+                            var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
+                            var result = port.Transmit(frame, packet.Metadata);
                             var counters = port.Counters;
                             if (result != DropReason.None)
                             {
