@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using XenIo.Net.Frames;
 using XenIo.Net.Offload;
 
@@ -54,12 +56,30 @@ public sealed class Bridge
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Name = name;
         _time = time ?? TimeProvider.System;
+        _coarseClock = ReferenceEquals(_time, TimeProvider.System) && CoarseClockAgrees();
         Fdb = new ForwardingDatabase(fdbLimit, aging, time: _time);
         _segmentSink = new SegmentSink(this);
     }
 
     public string Name { get; }
     public ForwardingDatabase Fdb { get; }
+
+    // The forwarding path needs time only for learning and aging (seconds), so on the system clock it
+    // reads the kernel's coarse monotonic clock (Environment.TickCount64, CLOCK_MONOTONIC_COARSE: no
+    // TSC read, a few ns even in a VM) instead of the precise one (tens of ns in a VM, once per batch).
+    // Both count from boot, so the coarse one is the precise one rounded down by at most a tick.
+    private readonly bool _coarseClock;
+    private static readonly long TicksPerMillisecond = Stopwatch.Frequency / 1000;
+
+    private static bool CoarseClockAgrees()
+    {
+        if (Stopwatch.Frequency % 1000 != 0) return false;
+        var precise = Stopwatch.GetTimestamp();
+        var coarse = Environment.TickCount64 * TicksPerMillisecond;
+        return Math.Abs(precise - coarse) < Stopwatch.Frequency / 10;
+    }
+
+    private long Now() => _coarseClock ? Environment.TickCount64 * TicksPerMillisecond : _time.GetTimestamp();
 
     /// <summary>Unicast frames whose destination sits on the port they came in on (not forwarded, not an error).</summary>
     public long Filtered { get; private set; }
@@ -154,7 +174,7 @@ public sealed class Bridge
     /// </summary>
     public void Receive(SwitchPort ingress, Span<byte> buffer, int offset, ref FrameMetadata metadata)
     {
-        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, _time.GetTimestamp());
+        lock (_gate) ReceiveLocked(ingress, buffer, offset, ref metadata, Now());
     }
 
     /// <summary>
@@ -167,15 +187,177 @@ public sealed class Bridge
     {
         lock (_gate)
         {
-            var now = _time.GetTimestamp();
-            foreach (var packet in batch)
+            var now = Now();
+            if (ingress.Bridge != this) return;
+            // What makes a batch plain is decided once for all its frames: an ingress port that is up,
+            // unlimited, untagged-capable and not observed by any mirror.
+            if (ingress.AdminUp && ingress.IngressLimit is null && _observers.Length == 0 && _untaggedVlan[ingress.Index] >= 0)
             {
-                packet.Metadata.Length = packet.Length;
-                packet.Metadata.IngressPort = ingress.Index;
-                ReceiveLocked(ingress, packet.Data, packet.Offset, ref packet.Metadata, now);
+                ReceivePlain(ingress, batch, now);
+                return;
+            }
+            foreach (var packet in batch) ReceiveOne(ingress, packet, now);
+        }
+    }
+
+    /// <summary>One frame of a batch through the general path (every check, every counter, observers).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReceiveOne(SwitchPort ingress, PacketBuffer packet, long now)
+    {
+        packet.Metadata.Length = packet.Length;
+        packet.Metadata.IngressPort = ingress.Index;
+        ReceiveLocked(ingress, packet.Data, packet.Offset, ref packet.Metadata, now);
+    }
+
+    /// <summary>
+    /// The batch path for a plain ingress port, over up to <see cref="ChunkFrames"/> frames at a time in
+    /// three short passes, each with its few invariants in registers: <see cref="Classify"/> checks the
+    /// frames and turns their MACs into table keys; <see cref="ForwardingDatabase.LearnAndLookup"/>
+    /// learns each source and looks up each destination in arrival order (exactly what frame-by-frame
+    /// forwarding does to the table); <see cref="DeliverClassified"/> hands the frames to their
+    /// destinations in the same order. A frame the first pass cannot take (short, oversized, tagged, bad
+    /// source) ends the chunk there: the frames before it are forwarded, then it goes through
+    /// <see cref="ReceiveOne"/>, which checks and counts it as a frame arriving alone.
+    /// </summary>
+    private void ReceivePlain(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch, long now)
+    {
+        var start = 0;
+        while (start < batch.Length)
+        {
+            var chunk = batch.Slice(start, Math.Min(ChunkFrames, batch.Length - start));
+            var taken = Classify(ingress, chunk);
+            if (taken != 0)
+            {
+                Fdb.LearnAndLookup(_sourceKeys.AsSpan(0, taken), _destinationKeys.AsSpan(0, taken), ingress.Index, now, _targets.AsSpan(0, taken));
+                DeliverClassified(ingress, chunk[..taken]);
+            }
+            if (taken < chunk.Length) ReceiveOne(ingress, chunk[taken++], now);
+            start += taken;
+        }
+    }
+
+    private const int ChunkFrames = 64;
+    private readonly ulong[] _sourceKeys = new ulong[ChunkFrames];
+    private readonly ulong[] _destinationKeys = new ulong[ChunkFrames];
+    private readonly int[] _targets = new int[ChunkFrames];
+
+    /// <summary>
+    /// The first pass of <see cref="ReceivePlain"/>: checks each frame as the general path would and
+    /// stops at the first one it cannot take; counts what it took on the ingress port (once per chunk)
+    /// and notes each frame's table keys (destination key 0 for broadcast and multicast: no lookup).
+    /// </summary>
+    private int Classify(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk)
+    {
+        var index = ingress.Index;
+        var vlan = _untaggedVlan[index];
+        var vlanKey = ForwardingDatabase.Key(0, vlan);
+        var mtu = ingress.Mtu;
+        // The caller hands at most ChunkFrames frames, the length of both key arrays.
+        Debug.Assert(chunk.Length <= ChunkFrames);
+        ref var sources = ref MemoryMarshal.GetArrayDataReference(_sourceKeys);
+        ref var destinations = ref MemoryMarshal.GetArrayDataReference(_destinationKeys);
+        long rxBytes = 0;
+        var i = 0;
+        for (; i < chunk.Length; i++)
+        {
+            var packet = chunk[i];
+            var data = packet.Data;
+            var offset = packet.Offset;
+            var length = packet.Length;
+            if (length < EtherTypes.EthernetHeaderLength || length > EtherTypes.MaxFrameLength || offset < EtherTypes.VlanTagLength
+                || (uint)offset + (uint)length > (uint)data.Length || packet.Metadata.HasVlan
+                || (length - EtherTypes.EthernetHeaderLength > mtu && !packet.Metadata.IsGso))
+                break;
+            ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), offset);
+            var source = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength - 2))) & 0xFFFF_FFFF_FFFF;
+            if ((source & 0x0100_0000_0000) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
+                break;
+            var destination = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16;
+            Unsafe.Add(ref sources, i) = vlanKey | source;
+            Unsafe.Add(ref destinations, i) = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
+            rxBytes += length;
+            packet.Metadata.Length = length;
+            packet.Metadata.IngressPort = index;
+            packet.Metadata.VlanTci = (ushort)vlan;
+        }
+        var counters = ingress.Counters;
+        counters.RxPacketsField += i;
+        counters.RxBytesField += rxBytes;
+        return i;
+    }
+
+    /// <summary>
+    /// The last pass of <see cref="ReceivePlain"/>: each frame to its known destination or flooded. A
+    /// plain frame to an untagged, unlimited destination goes straight to the port's transmit here; one
+    /// guard around the loop stands for the per-frame one in <see cref="Send"/> (a port that throws has
+    /// that frame counted as a transmit error and the loop goes on with the next).
+    /// </summary>
+    private void DeliverClassified(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk)
+    {
+        var index = ingress.Index;
+        var targets = _targets;
+        var i = 0;
+        while (i < chunk.Length)
+        {
+            SwitchPort? port = null;
+            try
+            {
+                for (; i < chunk.Length && i < targets.Length; i++)
+                {
+                    var packet = chunk[i];
+                    var known = targets[i];
+                    if (known < 0)
+                    {
+                        Flood(ingress, packet.Metadata.VlanTci, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+                        continue;
+                    }
+                    if (known == index)
+                    {
+                        Filtered++;
+                        continue;
+                    }
+                    port = _slots[known];
+                    if (port is null || !port.AdminUp) continue;
+                    var vlan = packet.Metadata.VlanTci;
+                    // Table slots hold ports 0..MaxPorts-1 and every port that was ever in a slot has its table.
+                    var egress = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_egressByVlan[known]!), vlan);
+                    if (egress == VlanEgress.Untagged)
+                    {
+                        var length = packet.Length;
+                        if (port.EgressLimit is null && !packet.Metadata.IsGso && packet.Metadata.Checksum != ChecksumState.Partial
+                            && length - EtherTypes.EthernetHeaderLength <= port.Mtu)
+                        {
+                            // Classify checked Offset and Length against the array.
+                            var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
+                            var result = port.Transmit(frame, packet.Metadata);
+                            var counters = port.Counters;
+                            if (result != DropReason.None)
+                            {
+                                counters.CountDrop(result);
+                                continue;
+                            }
+                            counters.TxPacketsField++;
+                            counters.TxBytesField += length;
+                            continue;
+                        }
+                        Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, length), packet.Metadata, 0);
+                    }
+                    else if (egress == VlanEgress.Tagged)
+                    {
+                        ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // Only port.Transmit above can throw (everything else called here guards itself).
+                port?.Counters.CountDrop(DropReason.TxError);
+                i++;
             }
         }
     }
+
+    private static readonly ushort VlanEtherTypeInMemory = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(EtherTypes.Vlan) : EtherTypes.Vlan;
 
     // The per-frame path is split: this method carries only what an untagged frame to one known,
     // untagged destination needs, so the JIT keeps its state in registers; 802.1Q ingress, observers,
@@ -350,6 +532,7 @@ public sealed class Bridge
     }
 
     /// <summary>One known destination that takes the frame tagged.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void ForwardTagged(int known, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
     {
         _destinations[0] = known;
@@ -358,6 +541,7 @@ public sealed class Bridge
     }
 
     /// <summary>Broadcast, multicast and unknown unicast: every other member port of the VLAN, split horizon kept.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void Flood(SwitchPort ingress, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
     {
         Flooded++;

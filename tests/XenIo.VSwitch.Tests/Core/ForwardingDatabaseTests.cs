@@ -62,4 +62,30 @@ public class ForwardingDatabaseTests
         var snapshot = fdb.Snapshot().Select(e => ((e.Mac, e.Vlan), e.Port)).OrderBy(x => x).ToList();
         Assert.Equal(model.Select(kv => (kv.Key, kv.Value.Port)).OrderBy(x => x).ToList(), snapshot);
     }
+
+    /// <summary>
+    /// A source seen again within 1/300 of the aging time keeps its timestamp (the learn only reads its
+    /// slot); seen later, it is refreshed. Either way it never ages out earlier than aging allows
+    /// counted from the last refresh, nor later than that plus the refresh granularity.
+    /// </summary>
+    [Fact]
+    public void Refresh_of_a_known_source_is_coarse_but_bounded()
+    {
+        var time = new ManualTime();
+        var fdb = new ForwardingDatabase(limit: 16, aging: TimeSpan.FromSeconds(300), time: time);
+        fdb.Learn(1, 0, 3);
+        time.Advance(TimeSpan.FromMilliseconds(500));
+        fdb.Learn(1, 0, 3);
+        Assert.InRange(Assert.Single(fdb.Snapshot()).Age, TimeSpan.FromMilliseconds(499), TimeSpan.FromMilliseconds(501));
+
+        time.Advance(TimeSpan.FromSeconds(2));
+        fdb.Learn(1, 0, 3);
+        Assert.Equal(TimeSpan.Zero, Assert.Single(fdb.Snapshot()).Age);
+        time.Advance(TimeSpan.FromSeconds(299.5));
+        fdb.Learn(1, 0, 3);
+        time.Advance(TimeSpan.FromSeconds(299.5));
+        Assert.Equal(3, fdb.Lookup(1, 0));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(-1, fdb.Lookup(1, 0));
+    }
 }

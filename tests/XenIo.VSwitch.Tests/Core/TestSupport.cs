@@ -46,6 +46,9 @@ internal sealed class RecordingPort(string name, bool record = true) : SwitchPor
         Deliver(_buffer, PacketBuffer.Headroom, ref metadata);
     }
 
+    /// <summary>Hands frames over as a draining port does: one bridge call for the whole batch.</summary>
+    public void InjectBatch(ReadOnlySpan<PacketBuffer> batch) => Deliver(batch);
+
     public byte[] Single()
     {
         var only = Assert.Single(Sent);
