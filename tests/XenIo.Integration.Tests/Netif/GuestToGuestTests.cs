@@ -90,7 +90,7 @@ public sealed class GuestToGuestTests : IDisposable
         {
             foreach (var guest in new[] { "web", "client" })
             {
-                var create = Xenio("create", "--run-dir", _run, Path.Combine(repo, "examples", $"{guest}.cfg"), $"name=\"{_instance}{guest}\"");
+                var create = Xenio("create", "--run-dir", _run, Path.Combine(repo, "examples", $"{guest}.cfg"), $"name=\"{_instance}{guest}\"", "disk=[]");
                 Assert.True(create.Code == 0, create.Output + Logs());
             }
             await using var store = await XenstoreClient.ConnectAsync(Path.Combine(_run, "xenstored", "socket"));
