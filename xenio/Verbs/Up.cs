@@ -27,7 +27,7 @@ internal static class UpVerbs
         var logDir = new Option<string>("--log-dir") { Description = "daemon logs (default: XENIO_LOG_DIR, else /var/log/xenio as root)" };
         var foreground = new Option<bool>("--foreground") { Description = "run the supervisor in the foreground" };
         var config = new Option<string>("--config") { Description = $"settings file (default: XENIO_CONFIG, else {XenioSettings.DefaultFile} if present)" };
-        var command = new Command("up", "start hyperd (with xenstored) and netback under a supervisor, boot the autostart domains; return once they answer")
+        var command = new Command("up", "start hyperd (with xenstored), netback, consoled and blkback under a supervisor, boot the autostart domains; return once they answer")
             { runDir, logDir, foreground, config };
         command.SetAction(parse =>
         {
@@ -89,7 +89,7 @@ internal static class UpVerbs
             }
             Thread.Sleep(50);
         }
-        Console.WriteLine($"xenio up: hyperd (with xenstored) and netback are running; run directory {run}, logs in {logs}, supervisor pid {supervisor.Id}");
+        Console.WriteLine($"xenio up: {DaemonNames(run)} are running; run directory {run}, logs in {logs}, supervisor pid {supervisor.Id}");
         return 0;
     }
 
@@ -183,7 +183,7 @@ internal static class UpVerbs
                 }
                 Thread.Sleep(50);
             }
-            Console.WriteLine($"xenio down: stopped netback and hyperd in {run}");
+            Console.WriteLine($"xenio down: stopped {DaemonNames(run)} in {run}");
             return 0;
         });
         return command;
@@ -225,5 +225,13 @@ internal static class UpVerbs
             }
         }
         if (domains.Count > 0) Console.WriteLine($"xenio down: {domains.Count - left.Count} of {domains.Count} domains shut down gracefully");
+    }
+
+    /// <summary>"hyperd (with xenstored), netback, consoled and blkback": the daemons <c>up</c> supervises, from their one list.</summary>
+    private static string DaemonNames(string run)
+    {
+        var (hyperd, backends) = DaemonSupervisor.Standard(run);
+        var names = backends.Select(b => b.Name).ToList();
+        return $"{hyperd.Name} (with xenstored), {string.Join(", ", names.Take(names.Count - 1))} and {names[^1]}";
     }
 }
