@@ -28,6 +28,13 @@ public sealed class EventChannelTable
     /// </summary>
     public const int MaxUnboundPorts = 64;
 
+    /// <summary>
+    /// The owner of ports the toolstack allocated on a domain's behalf (its store and console ports,
+    /// handed to the agent at start). The domain itself may fetch their endpoint again, which it needs
+    /// when the backend on the other side restarted: the old endpoint is then at end of file.
+    /// </summary>
+    public const long ToolstackOwner = -2;
+
     private readonly object _gate = new();
     private readonly Dictionary<ushort, Port[]> _domains = [];
 
@@ -41,6 +48,12 @@ public sealed class EventChannelTable
         public long Owner;
         /// <summary>While unbound: the end the allocating domain uses, and the end the binder will get.</summary>
         public SafeFileHandle? LocalEnd, PeerEnd;
+
+        /// <summary>
+        /// The port went back to unbound with a fresh pair and the allocating domain has not fetched its
+        /// new end yet: a bind keeps <see cref="LocalEnd"/> until it does.
+        /// </summary>
+        public bool Unfetched;
     }
 
     public void AddDomain(ushort domid)
@@ -105,8 +118,12 @@ public sealed class EventChannelTable
             byte one = 1;
             Libc.send((int)remote.LocalEnd!.DangerousGetHandle(), &one, 1, Libc.MSG_DONTWAIT | Libc.MSG_NOSIGNAL);
             endpoint = remote.PeerEnd;
-            remote.LocalEnd.Dispose();
-            remote.LocalEnd = remote.PeerEnd = null;
+            if (!remote.Unfetched)
+            {
+                remote.LocalEnd.Dispose();
+                remote.LocalEnd = null;
+            }
+            remote.PeerEnd = null;
             remote.State = State.Interdomain;
             remote.RemotePort = (uint)port;
             ports[port] = new Port { State = State.Interdomain, RemoteDom = remoteDom, RemotePort = remotePort, Owner = owner };
@@ -176,8 +193,10 @@ public sealed class EventChannelTable
     }
 
     /// <summary>
-    /// The allocating domain's end of an unbound port (again, as a duplicate to send and dispose):
-    /// after its peer closed, the port is unbound with a fresh pair and its old endpoint is at end of file.
+    /// The allocating domain's end of a port again (as a duplicate to send and dispose): after its peer
+    /// closed, the port is unbound with a fresh pair and its old endpoint is at end of file. The fresh end
+    /// stays fetchable after a new peer has bound, until fetched once. Ports the toolstack allocated for
+    /// the domain (<see cref="ToolstackOwner"/>) may be fetched by the domain's own connections.
     /// </summary>
     public int Endpoint(ushort dom, long owner, uint port, out SafeFileHandle? endpoint)
     {
@@ -185,10 +204,18 @@ public sealed class EventChannelTable
         lock (_gate)
         {
             if (!_domains.TryGetValue(dom, out var ports)) return -ESRCH;
-            if (port == 0 || port >= MaxPorts || ports[port] is not { State: State.Unbound } p) return -EINVAL;
-            if (p.Owner != owner) return -EPERM;
+            if (port == 0 || port >= MaxPorts || ports[port] is not { State: not State.Free } p) return -EINVAL;
+            if (p.State != State.Unbound && !p.Unfetched) return -EINVAL;
+            if (p.Owner != owner && p.Owner != ToolstackOwner) return -EPERM;
             if (p.LocalEnd is null) return -EMFILE;
             endpoint = Memory.DomainMemory.DuplicateHandle(p.LocalEnd);
+            p.Unfetched = false;
+            if (p.State == State.Interdomain)
+            {
+                // Bound meanwhile: the domain now holds its end, ours only kept it for this fetch.
+                p.LocalEnd.Dispose();
+                p.LocalEnd = null;
+            }
             return 0;
         }
     }
@@ -206,10 +233,14 @@ public sealed class EventChannelTable
         remote.State = State.Unbound;
         remote.RemoteDom = dom;
         remote.RemotePort = 0;
+        remote.LocalEnd?.Dispose(); // an end kept for a fetch that never came
+        remote.LocalEnd = remote.PeerEnd = null;
+        remote.Unfetched = false;
         if (NewPair(out var local, out var peer))
         {
             remote.LocalEnd = local;
             remote.PeerEnd = peer;
+            remote.Unfetched = true;
         }
     }
 

@@ -40,7 +40,7 @@ public sealed record DomainManagerOptions
 public sealed partial class DomainManager : IAsyncDisposable
 {
     /// <summary>Owner id of the ports the toolstack allocates in a guest's table for it (the guest's connection did not make them).</summary>
-    public const long ToolstackPortOwner = -2;
+    public const long ToolstackPortOwner = Events.EventChannelTable.ToolstackOwner;
 
     /// <summary>Grant refs libxl reserves (GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE).</summary>
     public const uint ConsoleGrantRef = 0, XenstoreGrantRef = 1;

@@ -101,6 +101,43 @@ public sealed class EventChannelTests : IDisposable
         Assert.False(front2.PeerClosed);
     }
 
+    /// <summary>
+    /// A console or store port the toolstack allocated for the guest, whose backend dies and comes back
+    /// (consoled restarted): the new backend binds before the guest notices; the guest then fetches its
+    /// fresh end itself and events flow both ways again.
+    /// </summary>
+    [Fact]
+    public void A_toolstack_port_is_fetched_again_by_its_domain_after_the_backend_rebound()
+    {
+        using var guest = Guest(1);
+        int port = _t.Host.Events.AllocUnbound(1, EventChannelTable.ToolstackOwner, 0, out var handed);
+        Assert.True(port > 0);
+        using var front = new EventChannel((uint)port, Libc.fcntl((int)handed!.DangerousGetHandle(), Libc.F_DUPFD_CLOEXEC, 0));
+        handed.Dispose();
+
+        var backend = Dom0();
+        var back = backend.BindInterdomain(1, (uint)port);
+        back.Notify();
+        Assert.True(front.Wait(5000));
+        back.Dispose();
+        backend.Dispose(); // the backend process dies: its ports close
+        SpinWait.SpinUntil(() => { front.Wait(10); return front.PeerClosed; }, 5000);
+        Assert.True(front.PeerClosed);
+
+        using var backend2 = Dom0();
+        using var back2 = backend2.BindInterdomain(1, (uint)port);
+        Assert.True(back2.Wait(5000)); // pending once, as every bind
+
+        using var front2 = guest.Hypercalls.ReopenEndpoint((uint)port);
+        back2.Notify();
+        Assert.True(front2.Wait(5000));
+        front2.Notify();
+        Assert.True(back2.Wait(5000));
+        Assert.False(front2.PeerClosed);
+        // Fetched once: the table let go of its copy.
+        Assert.Throws<HypercallException>(() => guest.Hypercalls.ReopenEndpoint((uint)port));
+    }
+
     [Fact]
     public void A_dom0_client_that_disconnects_closes_its_ports()
     {
