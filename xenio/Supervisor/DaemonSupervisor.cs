@@ -133,6 +133,8 @@ public sealed class DaemonSupervisor
         foreach (var a in _self.PrefixArguments) psi.ArgumentList.Add(a);
         foreach (var a in spec.Arguments) psi.ArgumentList.Add(a);
         psi.Environment["XENIO_DAEMON_LOG"] = log;
+        // Every daemon places its own logs (consoled's per-domain console logs) under the directory `up` was given.
+        psi.Environment["XENIO_LOG_DIR"] = _logDirectory;
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {spec.Name}");
         lock (_running)
         {

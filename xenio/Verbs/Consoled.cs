@@ -20,7 +20,7 @@ internal static class ConsoledVerb
     {
         var runDir = HyperdVerb.RunDirOption();
         var logDir = new Option<string>("--log-dir") { Description = "per-domain console logs guest-<name>.log (default: $XENIO_LOG_DIR/console, else /var/log/xenio/console as root)" };
-        var portBase = new Option<int>("--port-base") { Description = "first telnet port tried for consoles; 0 (default): any free port" };
+        var portBase = new Option<int>("--port-base") { Description = "first telnet port tried for consoles; 0: any free port (default: console_port_base in xenio.json, else 0)", DefaultValueFactory = _ => HyperdVerb.Settings.ConsolePortBase };
         var directoryPort = new Option<int>("--directory-port") { Description = "port listing every console and its port; 0 (default): any free port, -1: none" };
         var listen = new Option<string>("--listen") { Description = "address the console ports bind (default 127.0.0.1); anything else makes tokens mandatory", DefaultValueFactory = _ => "127.0.0.1" };
         var raw = new Option<bool>("--raw-ports") { Description = "also a raw (no telnet) port per console, for socat and nc" };

@@ -12,6 +12,9 @@ public sealed class ConsoledUpTests : IDisposable
     private readonly string _logs = Directory.CreateTempSubdirectory("xenio-cup-log-").FullName;
     private readonly string _instance = $"xcu{Environment.ProcessId % 100000}";
 
+    /// <summary>What <c>up --log-dir</c> names; the daemons must use it over the XENIO_LOG_DIR they inherited.</summary>
+    private readonly string _upLogs = Directory.CreateTempSubdirectory("xenio-cup-uplog-").FullName;
+
     private (int Code, string Output) Xenio(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -36,18 +39,19 @@ public sealed class ConsoledUpTests : IDisposable
     private int? PidOf(string verb) =>
         Process.GetProcesses().Select(p => p.Id).FirstOrDefault(id => CommandLine(id).Contains($"xenio.dll\0{verb}\0--run-dir\0{_run}", StringComparison.Ordinal)) is var pid and > 0 ? pid : null;
 
-    private string Logs() => string.Join("\n", Directory.GetFiles(_logs).Select(f => $"== {f}\n{File.ReadAllText(f)}"));
+    private string Logs() => string.Join("\n", Directory.GetFiles(_logs).Concat(Directory.GetFiles(_upLogs)).Select(f => $"== {f}\n{File.ReadAllText(f)}"));
 
     [SkippableFact]
     public async Task Up_starts_consoled_restarts_it_when_killed_and_down_stops_it()
     {
         Requires.Root();
         var socket = Path.Combine(_run, "consoled.sock");
-        var up = Xenio("up", "--run-dir", _run);
+        var up = Xenio("up", "--run-dir", _run, "--log-dir", _upLogs);
         Assert.True(up.Code == 0, up.Output + Logs());
         try
         {
             Assert.True(await DaemonSupervisor.AnswersAsync(socket, default), Logs());
+            Assert.Contains($"logs in {Path.Combine(_upLogs, "console")}", File.ReadAllText(Path.Combine(_upLogs, "consoled.log")));
             var consoled = PidOf("consoled");
             Assert.NotNull(consoled);
             Process.GetProcessById(consoled.Value).Kill();
@@ -78,5 +82,6 @@ public sealed class ConsoledUpTests : IDisposable
                 try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
         try { Directory.Delete(_run, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         try { Directory.Delete(_logs, true); } catch (IOException) { }
+        try { Directory.Delete(_upLogs, true); } catch (IOException) { }
     }
 }
