@@ -17,6 +17,8 @@ public sealed class SystemdUnitTests
         Assert.Contains(units, u => u.EndsWith("xenio.service", StringComparison.Ordinal));
         Assert.Contains(units, u => u.EndsWith("xenio-hyperd.service", StringComparison.Ordinal));
         Assert.Contains(units, u => u.EndsWith("xenio-netback.service", StringComparison.Ordinal));
+        Assert.Contains(units, u => u.EndsWith("xenio-consoled.service", StringComparison.Ordinal));
+        Assert.Contains(units, u => u.EndsWith("xenio-blkback.service", StringComparison.Ordinal));
         var dir = Directory.CreateTempSubdirectory("xenio-units-");
         try
         {
