@@ -55,6 +55,7 @@ internal sealed class Agent(AgentOptions options)
             foreach (var fd in new[] { config.MemoryFd, config.HypercallFd, config.ConsoleFd, config.StoreEventFd, config.ConsoleEventFd })
                 if (fd is { } f) Fcntl(f, F_SETFD, FD_CLOEXEC);
 
+            LoadAssembliesBeforeMounts();
             GuestMounts.Apply(config.HiddenPaths, config.Userns, Log);
             GuestIdentity.SetHostname(config.Name);
             GuestIdentity.LoopbackUp();
@@ -107,6 +108,17 @@ internal sealed class Agent(AgentOptions options)
             Log($"cannot start the guest: {e.Message}");
             return SetupFailed;
         }
+    }
+
+    /// <summary>
+    /// A JIT-run agent (the test builds) loads assemblies lazily from its own directory, which the mounts
+    /// may hide (a checkout under /tmp gets the guest's own /tmp): load what the frontends use now. In the
+    /// NativeAOT build there is nothing to load and this costs nothing.
+    /// </summary>
+    private static void LoadAssembliesBeforeMounts()
+    {
+        GC.KeepAlive(typeof(XenIo.Net.Tap.TapDevice).Assembly);
+        GC.KeepAlive(typeof(XenIo.Hypervisor.Grants.GrantTable).Assembly);
     }
 
     private void Stop(PosixSignalContext context)
