@@ -132,6 +132,9 @@ public sealed unsafe class RingConsole : IConsoleFrontend
             var fresh = _hypercalls.ReopenEndpoint(_channel.Port);
             if (!ReferenceEquals(_current, _channel)) _current.Dispose();
             _current = fresh;
+            // Output written while we held the dead endpoint was never signalled: ring once so the
+            // new consoled looks at both rings now rather than at our next write.
+            fresh.Notify();
             _log("console: consoled went away; event channel reopened");
             _nextReopen = 0;
         }

@@ -107,6 +107,10 @@ public sealed class HypercallServerTests : IDisposable
         Assert.Equal(GrantStatus.Okay, fa.Map(gref, readOnly: true, out _));
         Assert.Equal(GrantStatus.Okay, fb.Map(gref, readOnly: false, out _));
         Assert.Equal(GrantFlags.Reading | GrantFlags.Writing, guest.GrantTable.Read(gref).Flags & (GrantFlags.Reading | GrantFlags.Writing));
+        // Map notes are sent without a reply; a request answered on the same connection means hyperd has
+        // taken the note before it. Without this, b's close could be processed before a's note.
+        a.Status(1);
+        b.Status(1);
         b.Dispose(); // the writer's connection goes (its mapping is leaked, as in a crash)
         var deadline = Environment.TickCount64 + 10_000;
         while ((guest.GrantTable.Read(gref).Flags & GrantFlags.Writing) != 0 && Environment.TickCount64 < deadline) Thread.Sleep(5);
