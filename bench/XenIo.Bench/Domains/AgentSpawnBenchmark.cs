@@ -24,13 +24,7 @@ public sealed class AgentSpawnBenchmark : ISystemBenchmark
             context.Unavailable("domain.spawn_to_init_ms.p50", "needs root (namespaces, cgroups)");
             return;
         }
-        var agentDir = Path.Combine(context.WorkDirectory, "agent-aot");
-        var publish = Process.Start(new ProcessStartInfo("dotnet",
-            ["publish", Path.Combine(context.RepoRoot, "guest", "XenIo.Guest.csproj"), "-c", "Release", "-r", "linux-x64",
-             "-p:PublishAot=true", "-o", agentDir, "-v", "q", "-nologo"]))!;
-        await publish.WaitForExitAsync(cancellationToken);
-        var agent = Path.Combine(agentDir, "xenio-guest");
-        if (publish.ExitCode != 0 || !File.Exists(agent))
+        if (await AotAgent.PublishAsync(context, cancellationToken) is not { } agent)
         {
             context.Unavailable("domain.spawn_to_init_ms.p50", "NativeAOT publish of the agent failed");
             return;

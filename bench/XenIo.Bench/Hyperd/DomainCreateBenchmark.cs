@@ -28,19 +28,10 @@ public sealed class DomainCreateBenchmark : ISystemBenchmark
             context.Unavailable(Key, "needs root (namespaces, cgroups)");
             return;
         }
-        var agentDir = Path.Combine(context.WorkDirectory, "agent-aot");
-        var agent = Path.Combine(agentDir, "xenio-guest");
-        if (!File.Exists(agent))
+        if (await Domains.AotAgent.PublishAsync(context, cancellationToken) is not { } agent)
         {
-            var publish = Process.Start(new ProcessStartInfo("dotnet",
-                ["publish", Path.Combine(context.RepoRoot, "guest", "XenIo.Guest.csproj"), "-c", "Release", "-r", "linux-x64",
-                 "-p:PublishAot=true", "-o", agentDir, "-v", "q", "-nologo"]))!;
-            await publish.WaitForExitAsync(cancellationToken);
-            if (publish.ExitCode != 0 || !File.Exists(agent))
-            {
-                context.Unavailable(Key, "NativeAOT publish of the agent failed");
-                return;
-            }
+            context.Unavailable(Key, "NativeAOT publish of the agent failed");
+            return;
         }
 
         var dir = Path.Combine(context.WorkDirectory, "hyperd-create");

@@ -80,7 +80,7 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
 
     private static async Task<Measured?> MeasureAsync(BenchContext context, CancellationToken cancellationToken)
     {
-        var agent = await PublishAgentAsync(context, cancellationToken);
+        var agent = await Domains.AotAgent.PublishAsync(context, cancellationToken);
         if (agent is null)
         {
             Unavailable(context, "NativeAOT publish of the agent failed");
@@ -167,18 +167,5 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(TimeSpan.FromMinutes(2))) { p.Kill(true); throw new TimeoutException($"xenio {args[0]} hung"); }
         if (p.ExitCode != 0 && args[0] != "down") throw new InvalidOperationException($"xenio {args[0]} exited {p.ExitCode}: {stdout.Result}{stderr.Result}");
-    }
-
-    /// <summary>The NativeAOT agent, published once per run into the work directory (shared with domain-create).</summary>
-    private static async Task<string?> PublishAgentAsync(BenchContext context, CancellationToken cancellationToken)
-    {
-        var dir = Path.Combine(context.WorkDirectory, "agent-aot");
-        var agent = Path.Combine(dir, "xenio-guest");
-        if (File.Exists(agent)) return agent;
-        var publish = Process.Start(new ProcessStartInfo("dotnet",
-            ["publish", Path.Combine(context.RepoRoot, "guest", "XenIo.Guest.csproj"), "-c", "Release", "-r", "linux-x64",
-             "-p:PublishAot=true", "-o", dir, "-v", "q", "-nologo"]))!;
-        await publish.WaitForExitAsync(cancellationToken);
-        return publish.ExitCode == 0 && File.Exists(agent) ? agent : null;
     }
 }
