@@ -68,7 +68,7 @@ internal static class CaptureVerb
                         var keep = limit is { } l ? counter.Feed(buffer.AsSpan(0, n), l) : n;
                         await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
                         await output.FlushAsync(ct).ConfigureAwait(false);
-                        if (keep < n || (limit is { } l2 && counter.Records >= l2)) break;
+                        if (keep < n || (limit is { } l2 && counter.Finished(l2))) break;
                     }
                 }
                 catch (HttpIOException e)
@@ -99,6 +99,12 @@ internal sealed class CaptureRecordCounter(bool pcapng)
     private long _skip; // bytes of the current record's body still to pass
 
     public long Records { get; private set; }
+
+    /// <summary>
+    /// True once the <paramref name="limit"/>-th record has been passed whole: its header is counted as
+    /// soon as it is read, but its body may still be in the next read.
+    /// </summary>
+    public bool Finished(long limit) => Records >= limit && _skip == 0;
 
     /// <summary>Consumes <paramref name="data"/>; returns how many of its bytes belong to the stream up to the <paramref name="limit"/>-th record.</summary>
     public int Feed(ReadOnlySpan<byte> data, long limit)
