@@ -228,7 +228,7 @@ public sealed class Bridge
             var taken = Classify(ingress, chunk);
             if (taken != 0)
             {
-                Fdb.LearnAndLookup(_sourceKeys.AsSpan(0, taken), _destinationKeys.AsSpan(0, taken), ingress.Index, now, _targets.AsSpan(0, taken));
+                Fdb.LearnAndLookup(_probes.AsSpan(0, taken), ingress.Index, now);
                 DeliverClassified(ingress, chunk[..taken]);
             }
             if (taken < chunk.Length) ReceiveOne(ingress, chunk[taken++], now);
@@ -237,25 +237,23 @@ public sealed class Bridge
     }
 
     private const int ChunkFrames = 64;
-    private readonly ulong[] _sourceKeys = new ulong[ChunkFrames];
-    private readonly ulong[] _destinationKeys = new ulong[ChunkFrames];
-    private readonly int[] _targets = new int[ChunkFrames];
+    private readonly ForwardingDatabase.Probe[] _probes = new ForwardingDatabase.Probe[ChunkFrames];
 
     /// <summary>
     /// The first pass of <see cref="ReceivePlain"/>: checks each frame as the general path would and
     /// stops at the first one it cannot take; counts what it took on the ingress port (once per chunk)
     /// and notes each frame's table keys (destination key 0 for broadcast and multicast: no lookup).
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk: its loop gets the registers to itself
     private int Classify(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk)
     {
         var index = ingress.Index;
         var vlan = _untaggedVlan[index];
         var vlanKey = ForwardingDatabase.Key(0, vlan);
         var mtu = ingress.Mtu;
-        // The caller hands at most ChunkFrames frames, the length of both key arrays.
+        // The caller hands at most ChunkFrames frames, the length of the probe array.
         Debug.Assert(chunk.Length <= ChunkFrames);
-        ref var sources = ref MemoryMarshal.GetArrayDataReference(_sourceKeys);
-        ref var destinations = ref MemoryMarshal.GetArrayDataReference(_destinationKeys);
+        ref var probes = ref MemoryMarshal.GetArrayDataReference(_probes);
         long rxBytes = 0;
         var i = 0;
         for (; i < chunk.Length; i++)
@@ -273,8 +271,9 @@ public sealed class Bridge
             if ((source & 0x0100_0000_0000) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
                 break;
             var destination = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16;
-            Unsafe.Add(ref sources, i) = vlanKey | source;
-            Unsafe.Add(ref destinations, i) = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
+            ref var probe = ref Unsafe.Add(ref probes, i);
+            probe.Source = vlanKey | source;
+            probe.Destination = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
             rxBytes += length;
             packet.Metadata.Length = length;
             packet.Metadata.IngressPort = index;
@@ -288,73 +287,89 @@ public sealed class Bridge
 
     /// <summary>
     /// The last pass of <see cref="ReceivePlain"/>: each frame to its known destination or flooded. A
-    /// plain frame to an untagged, unlimited destination goes straight to the port's transmit here; one
-    /// guard around the loop stands for the per-frame one in <see cref="Send"/> (a port that throws has
-    /// that frame counted as a transmit error and the loop goes on with the next).
+    /// port that throws has that frame counted as a transmit error and delivery goes on with the next
+    /// frame, as <see cref="Send"/> does for one frame. The guard sits around <see cref="DeliverFrom"/>
+    /// rather than inside its loop: a loop inside a try keeps its locals in memory, not in registers.
     /// </summary>
     private void DeliverClassified(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk)
     {
-        var index = ingress.Index;
-        var targets = _targets;
         var i = 0;
         while (i < chunk.Length)
         {
-            SwitchPort? port = null;
             try
             {
-                for (; i < chunk.Length && i < targets.Length; i++)
-                {
-                    var packet = chunk[i];
-                    var known = targets[i];
-                    if (known < 0)
-                    {
-                        Flood(ingress, packet.Metadata.VlanTci, packet.Data, packet.Offset, packet.Length, packet.Metadata);
-                        continue;
-                    }
-                    if (known == index)
-                    {
-                        Filtered++;
-                        continue;
-                    }
-                    port = _slots[known];
-                    if (port is null || !port.AdminUp) continue;
-                    var vlan = packet.Metadata.VlanTci;
-                    // Table slots hold ports 0..MaxPorts-1 and every port that was ever in a slot has its table.
-                    var egress = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_egressByVlan[known]!), vlan);
-                    if (egress == VlanEgress.Untagged)
-                    {
-                        var length = packet.Length;
-                        if (port.EgressLimit is null && !packet.Metadata.IsGso && packet.Metadata.Checksum != ChecksumState.Partial
-                            && length - EtherTypes.EthernetHeaderLength <= port.Mtu)
-                        {
-                            // Classify checked Offset and Length against the array.
-                            var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
-                            var result = port.Transmit(frame, packet.Metadata);
-                            var counters = port.Counters;
-                            if (result != DropReason.None)
-                            {
-                                counters.CountDrop(result);
-                                continue;
-                            }
-                            counters.TxPacketsField++;
-                            counters.TxBytesField += length;
-                            continue;
-                        }
-                        Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, length), packet.Metadata, 0);
-                    }
-                    else if (egress == VlanEgress.Tagged)
-                    {
-                        ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
-                    }
-                }
+                i = DeliverFrom(ingress, chunk, i);
             }
             catch (Exception)
             {
-                // Only port.Transmit above can throw (everything else called here guards itself).
-                port?.Counters.CountDrop(DropReason.TxError);
-                i++;
+                // Only port.Transmit in DeliverFrom can throw (everything else called there guards itself).
+                _slots[_probes[_delivering].Port]?.Counters.CountDrop(DropReason.TxError);
+                i = _delivering + 1;
             }
         }
+    }
+
+    /// <summary>The frame of the chunk <see cref="DeliverFrom"/> is handing to a port, for the guard in <see cref="DeliverClassified"/>.</summary>
+    private int _delivering;
+
+    /// <summary>
+    /// Delivers <paramref name="chunk"/> from frame <paramref name="start"/> on and returns its length. A
+    /// plain frame to an untagged, unlimited destination goes straight to the port's transmit here.
+    /// </summary>
+    private int DeliverFrom(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk, int start)
+    {
+        var index = ingress.Index;
+        var probes = _probes;
+        var slots = _slots;
+        var egressByVlan = _egressByVlan;
+        var count = Math.Min(chunk.Length, probes.Length);
+        for (var i = start; i < count; i++)
+        {
+            var packet = chunk[i];
+            var known = probes[i].Port;
+            if (known < 0)
+            {
+                Flood(ingress, packet.Metadata.VlanTci, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+                continue;
+            }
+            if (known == index)
+            {
+                Filtered++;
+                continue;
+            }
+            var port = slots[known];
+            if (port is null || !port.AdminUp) continue;
+            var vlan = packet.Metadata.VlanTci;
+            // Table slots hold ports 0..MaxPorts-1 and every port that was ever in a slot has its table.
+            var egress = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(egressByVlan[known]!), vlan);
+            if (egress == VlanEgress.Untagged)
+            {
+                var length = packet.Length;
+                if (port.EgressLimit is null && !packet.Metadata.IsGso && packet.Metadata.Checksum != ChecksumState.Partial
+                    && length - EtherTypes.EthernetHeaderLength <= port.Mtu)
+                {
+                    // Classify checked Offset and Length against the array.
+                    var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
+                    _delivering = i;
+                    var result = port.Transmit(frame, packet.Metadata);
+                    var counters = port.Counters;
+                    if (result != DropReason.None)
+                    {
+                        counters.CountDrop(result);
+                        continue;
+                    }
+                    counters.TxPacketsField++;
+                    counters.TxBytesField += length;
+                    continue;
+                }
+                Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, length), packet.Metadata, 0);
+            }
+            else if (egress == VlanEgress.Tagged)
+            {
+                ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+            }
+        }
+        return chunk.Length;
     }
 
     private static readonly ushort VlanEtherTypeInMemory = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(EtherTypes.Vlan) : EtherTypes.Vlan;

@@ -159,65 +159,83 @@ public sealed class ForwardingDatabase
         LearnSlow(key, i, port, now);
     }
 
+    /// <summary>One frame's part in <see cref="LearnAndLookup"/>: its two table keys in, its destination port out.</summary>
+    internal struct Probe
+    {
+        /// <summary>The source's key (<see cref="Key"/>): learned on the ingress port.</summary>
+        public ulong Source;
+        /// <summary>The destination's key, or 0 for broadcast and multicast (not looked up).</summary>
+        public ulong Destination;
+        /// <summary>Written by <see cref="LearnAndLookup"/>: the destination's port, -1 when unknown or aged out.</summary>
+        public int Port;
+    }
+
     /// <summary>
     /// The batch form of <see cref="Learn(ulong, int, int, long)"/> then <see cref="Lookup(ulong, int, long)"/>
-    /// for each frame in turn, with keys built by <see cref="Key"/>: learns <paramref name="sources"/>[i]
-    /// on <paramref name="port"/>, then writes the port of <paramref name="destinations"/>[i] to
-    /// <paramref name="found"/>[i] (-1 when unknown or aged out; a destination key 0 is not looked up).
-    /// The table's fields stay in registers across the batch.
+    /// for each frame in turn: learns each probe's source on <paramref name="port"/>, then writes its
+    /// destination's port. The frames' keys share one array so the loop walks one pointer, and the table's
+    /// fields stay in registers across the batch; the rare paths (a new or moved source, a collision, an
+    /// aged-out destination) read what they need from fields.
     /// </summary>
-    internal void LearnAndLookup(ReadOnlySpan<ulong> sources, ReadOnlySpan<ulong> destinations, int port, long now, Span<int> found)
+    [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk: its loop gets the registers to itself
+    internal void LearnAndLookup(Span<Probe> probes, int port, long now)
     {
         ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         var shift = _shift;
-        var mask = _mask;
-        var aging = _agingTicks;
         var refresh = _refreshTicks;
-        var count = Math.Min(sources.Length, Math.Min(destinations.Length, found.Length));
-        for (var n = 0; n < count; n++)
+        var aging = _agingTicks;
+        foreach (ref var probe in probes)
         {
-            var key = sources[n];
-            var i = (int)((key * 0x9E3779B97F4A7C15UL) >> shift);
-            while (true)
+            var key = probe.Source;
+            ref var slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
+            if (slot.Key == key && slot.Port == port)
             {
-                ref var slot = ref Unsafe.Add(ref slots, i);
-                if (slot.Key == key)
-                {
-                    if (slot.Port == port)
-                    {
-                        if (now - slot.LastSeen > refresh) slot.LastSeen = now;
-                    }
-                    else LearnSlow(key, i, port, now);
-                    break;
-                }
-                if (slot.Key == 0)
-                {
-                    LearnSlow(key, -1, port, now);
-                    break;
-                }
-                i = (i + 1) & mask;
+                if (now - slot.LastSeen > refresh) slot.LastSeen = now;
             }
+            else LearnProbed(key, port, now);
 
-            key = destinations[n];
-            var result = -1;
+            key = probe.Destination;
+            var found = -1;
             if (key != 0)
             {
-                i = (int)((key * 0x9E3779B97F4A7C15UL) >> shift);
-                while (true)
+                slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
+                if (slot.Key == key)
                 {
-                    ref var slot = ref Unsafe.Add(ref slots, i);
-                    if (slot.Key == key)
-                    {
-                        if (slot.Static || now - slot.LastSeen <= aging) result = slot.Port;
-                        else RemoveAt(i);
-                        break;
-                    }
-                    if (slot.Key == 0) break;
-                    i = (i + 1) & mask;
+                    if (slot.Static || now - slot.LastSeen <= aging) found = slot.Port;
+                    else found = LookupProbed(key, now);
                 }
+                else if (slot.Key != 0) found = LookupProbed(key, now);
             }
-            found[n] = result;
+            probe.Port = found;
         }
+    }
+
+    /// <summary>The learn of a source that is not at its home slot on this port: probes the cluster, then learns.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LearnProbed(ulong key, int port, long now)
+    {
+        var i = Find(key);
+        if (i >= 0 && _slots[i].Port == port)
+        {
+            if (now - _slots[i].LastSeen > _refreshTicks) _slots[i].LastSeen = now;
+            return;
+        }
+        LearnSlow(key, i, port, now);
+    }
+
+    /// <summary>The lookup of a destination that is not (live) at its home slot: probes the cluster, ages out what it finds expired.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int LookupProbed(ulong key, long now)
+    {
+        var i = Find(key);
+        if (i < 0) return -1;
+        ref var slot = ref _slots[i];
+        if (!slot.Static && now - slot.LastSeen > _agingTicks)
+        {
+            RemoveAt(i);
+            return -1;
+        }
+        return slot.Port;
     }
 
     private void LearnSlow(ulong key, int i, int port, long now)
@@ -261,18 +279,7 @@ public sealed class ForwardingDatabase
     public int Lookup(ulong mac, int vlan) => Lookup(mac, vlan, _time.GetTimestamp());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int Lookup(ulong mac, int vlan, long now)
-    {
-        var i = Find(Key(mac, vlan));
-        if (i < 0) return -1;
-        ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
-        if (!slot.Static && now - slot.LastSeen > _agingTicks)
-        {
-            RemoveAt(i);
-            return -1;
-        }
-        return slot.Port;
-    }
+    internal int Lookup(ulong mac, int vlan, long now) => LookupProbed(Key(mac, vlan), now);
 
     /// <summary>Adds or replaces a static entry: never aged, never moved by learning.</summary>
     public bool AddStatic(ulong mac, int vlan, int port)
