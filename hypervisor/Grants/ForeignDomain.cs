@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using XenIo.Hypervisor.Abi;
 using XenIo.Hypervisor.Interop;
 using XenIo.Hypervisor.Memory;
@@ -79,14 +80,14 @@ public sealed unsafe class ForeignDomain : IDisposable
         byte** dests = stackalloc byte*[CopyChunk];
         fixed (byte* localBase = local)
         {
+            byte* table = _memory.Base;
             for (int start = 0; start < ops.Length; start += CopyChunk)
             {
                 var chunk = ops.Slice(start, Math.Min(CopyChunk, ops.Length - start));
                 LockPins();
                 try
                 {
-                    for (int i = 0; i < chunk.Length; i++)
-                        chunk[i].Status = PinForCopyLocked(ref chunk[i], localBase, local.Length, out sources[i], out dests[i]);
+                    PinChunkLocked(chunk, table, localBase, local.Length, sources, dests);
                 }
                 finally
                 {
@@ -95,19 +96,33 @@ public sealed unsafe class ForeignDomain : IDisposable
                 for (int i = 0; i < chunk.Length; i++)
                     if (chunk[i].Status == GrantStatus.Okay) Buffer.MemoryCopy(sources[i], dests[i], chunk[i].Length, chunk[i].Length);
                 LockPins();
-                for (int i = 0; i < chunk.Length; i++)
-                {
-                    ref GrantCopyOp op = ref chunk[i];
-                    if (op.Status != GrantStatus.Okay) continue;
-                    if ((op.Flags & GrantCopyFlags.DestGref) != 0) ReleaseLocked(op.Dest.Ref, readOnly: false);
-                    if ((op.Flags & GrantCopyFlags.SourceGref) != 0) ReleaseLocked(op.Source.Ref, readOnly: true);
-                }
+                ReleaseChunkLocked(chunk, table);
                 UnlockPins();
             }
         }
     }
 
-    private GrantStatus PinForCopyLocked(ref GrantCopyOp op, byte* localBase, int localLength, out byte* source, out byte* dest)
+    /// <summary>The pin pass of <see cref="Copy"/>: a status and, when it is Okay, the two addresses per op.</summary>
+    private void PinChunkLocked(Span<GrantCopyOp> chunk, byte* table, byte* localBase, int localLength, byte** sources, byte** dests)
+    {
+        for (int i = 0; i < chunk.Length; i++)
+            chunk[i].Status = PinForCopyLocked(ref chunk[i], table, localBase, localLength, out sources[i], out dests[i]);
+    }
+
+    /// <summary>The release pass of <see cref="Copy"/>: drops the pins of every op that took them.</summary>
+    private void ReleaseChunkLocked(Span<GrantCopyOp> chunk, byte* table)
+    {
+        for (int i = 0; i < chunk.Length; i++)
+        {
+            ref GrantCopyOp op = ref chunk[i];
+            if (op.Status != GrantStatus.Okay) continue;
+            if ((op.Flags & GrantCopyFlags.DestGref) != 0) ReleaseLocked(table, op.Dest.Ref, readOnly: false);
+            if ((op.Flags & GrantCopyFlags.SourceGref) != 0) ReleaseLocked(table, op.Source.Ref, readOnly: true);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private GrantStatus PinForCopyLocked(ref GrantCopyOp op, byte* table, byte* localBase, int localLength, out byte* source, out byte* dest)
     {
         source = dest = null;
         var status = CheckCopyArgs(ref op, localLength);
@@ -117,9 +132,9 @@ public sealed unsafe class ForeignDomain : IDisposable
         if ((sourceGref && op.Source.Domid != Domid) || (destGref && op.Dest.Domid != Domid)) return GrantStatus.BadDomain;
         if (sourceGref)
         {
-            status = AcquireLocked(op.Source.Ref, readOnly: true, map: false, out uint frame);
+            status = AcquireLocked(table, op.Source.Ref, readOnly: true, map: false, out uint frame);
             if (status != GrantStatus.Okay) return status;
-            source = _memory.PagePointer(frame) + op.Source.Offset;
+            source = table + ((nint)frame << DomainMemory.PageShift) + op.Source.Offset;
         }
         else
         {
@@ -127,13 +142,13 @@ public sealed unsafe class ForeignDomain : IDisposable
         }
         if (destGref)
         {
-            status = AcquireLocked(op.Dest.Ref, readOnly: false, map: false, out uint frame);
+            status = AcquireLocked(table, op.Dest.Ref, readOnly: false, map: false, out uint frame);
             if (status != GrantStatus.Okay)
             {
-                if (sourceGref) ReleaseLocked(op.Source.Ref, readOnly: true);
+                if (sourceGref) ReleaseLocked(table, op.Source.Ref, readOnly: true);
                 return status;
             }
-            dest = _memory.PagePointer(frame) + op.Dest.Offset;
+            dest = table + ((nint)frame << DomainMemory.PageShift) + op.Dest.Offset;
         }
         else
         {
@@ -143,6 +158,7 @@ public sealed unsafe class ForeignDomain : IDisposable
     }
 
     /// <summary>The checks that need no grant entry: who may be addressed how, and page/buffer bounds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static GrantStatus CheckCopyArgs(ref GrantCopyOp op, int localLength)
     {
         bool sourceGref = (op.Flags & GrantCopyFlags.SourceGref) != 0;
@@ -308,10 +324,11 @@ public sealed unsafe class ForeignDomain : IDisposable
     /// </summary>
     internal GrantStatus Acquire(uint gref, bool readOnly, bool map, out uint frame)
     {
+        byte* table = _memory.Base;
         LockPins();
         try
         {
-            return AcquireLocked(gref, readOnly, map, out frame);
+            return AcquireLocked(table, gref, readOnly, map, out frame);
         }
         finally
         {
@@ -319,12 +336,19 @@ public sealed unsafe class ForeignDomain : IDisposable
         }
     }
 
-    private GrantStatus AcquireLocked(uint gref, bool readOnly, bool map, out uint frame)
+    /// <summary>
+    /// Pins <paramref name="gref"/> of the grant table at <paramref name="table"/> (the domain's memory,
+    /// frames 0..N-1 being the table); callers hoist the table's address out of their loops.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private GrantStatus AcquireLocked(byte* table, uint gref, bool readOnly, bool map, out uint frame)
     {
         frame = 0;
-        if (gref >= EntryCount) return GrantStatus.BadGntref;
-        uint* combo = GrantEntries.Combo(_memory, gref);
-        int pins = _pins[gref];
+        // _pins has EntryCount elements: the one check covers both the guest's ref and the array.
+        var pinTable = _pins;
+        if (gref >= (uint)pinTable.Length) return GrantStatus.BadGntref;
+        ref int pins = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(pinTable), (nint)gref);
+        uint* combo = (uint*)(table + ((nint)gref << 3));
         // As Xen with an active entry already pinned: a copy needs no second check and CAS when the
         // entry was checked and flagged by a pin of its kind that is still held (consecutive copies of
         // one page are common). Maps always check: they are long-lived and refuse sub-page grants.
@@ -334,52 +358,76 @@ public sealed unsafe class ForeignDomain : IDisposable
             var status = SetStatus(gref, combo, readOnly, map);
             if (status != GrantStatus.Okay) return status;
         }
-        frame = Volatile.Read(ref *GrantEntries.Frame(_memory, gref));
+        frame = Volatile.Read(ref *(uint*)(table + ((nint)gref << 3) + GrantEntryV1.FrameOffset));
         // The grant table frames are not grantable: a guest must not hand out its own table.
         if (frame >= _memory.FrameCount || frame < GrantFrames)
         {
-            UnpinFlags(combo, _pins[gref]);
+            UnpinFlags(combo, pins);
             return GrantStatus.BadPage;
         }
-        _pins[gref] += readOnly ? ReaderPin : ReaderPin | WriterPin;
+        pins += readOnly ? ReaderPin : ReaderPin | WriterPin;
         return GrantStatus.Okay;
     }
 
     /// <summary>Drops a pin taken by <see cref="Acquire"/>; clears GTF_writing/GTF_reading with the last pin of each kind.</summary>
     internal void Release(uint gref, bool readOnly)
     {
+        byte* table = _memory.Base;
         LockPins();
-        ReleaseLocked(gref, readOnly);
+        ReleaseLocked(table, gref, readOnly);
         UnlockPins();
     }
 
-    private void ReleaseLocked(uint gref, bool readOnly)
+    /// <summary>Drops a pin on a ref <see cref="AcquireLocked"/> accepted (so in range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ReleaseLocked(byte* table, uint gref, bool readOnly)
     {
-        int pins = _pins[gref] -= readOnly ? ReaderPin : ReaderPin | WriterPin;
-        UnpinFlags(GrantEntries.Combo(_memory, gref), pins);
+        ref int pins = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_pins), (nint)gref);
+        pins -= readOnly ? ReaderPin : ReaderPin | WriterPin;
+        UnpinFlags((uint*)(table + ((nint)gref << 3)), pins);
     }
 
+    /// <summary>
+    /// Xen's <c>_set_status_v1</c>: checks the entry and sets GTF_reading (and GTF_writing) by CAS. The
+    /// first attempt is inlined into the pin path; an entry that changed under us goes round again in
+    /// <see cref="SetStatusRetry"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private GrantStatus SetStatus(uint gref, uint* combo, bool readOnly, bool map)
     {
-        var mask = GrantFlags.TypeMask | (map ? GrantFlags.SubPage : 0);
         uint seen = Volatile.Read(ref *combo);
-        for (int retries = 0; ; retries++)
+        if (!StatusWanted(seen, readOnly, map, out uint wanted)) return GrantStatus.GeneralError;
+        BeforeCompareExchange?.Invoke(gref);
+        uint previous = Interlocked.CompareExchange(ref *combo, wanted, seen);
+        return previous == seen ? GrantStatus.Okay : SetStatusRetry(gref, combo, readOnly, map, previous);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private GrantStatus SetStatusRetry(uint gref, uint* combo, bool readOnly, bool map, uint seen)
+    {
+        for (int retries = 1; ; retries++)
         {
-            var flags = GrantEntries.FlagsOf(seen);
-            if ((flags & mask) != GrantFlags.PermitAccess || GrantEntries.DomidOf(seen) != LocalDomid)
-                return GrantStatus.GeneralError;
-            uint wanted = seen | (uint)GrantFlags.Reading;
-            if (!readOnly)
-            {
-                if ((flags & GrantFlags.Readonly) != 0) return GrantStatus.GeneralError;
-                wanted |= (uint)GrantFlags.Writing;
-            }
+            if (retries == MaxCasRetries) return GrantStatus.GeneralError; // "shared grant entry is unstable"
+            if (!StatusWanted(seen, readOnly, map, out uint wanted)) return GrantStatus.GeneralError;
             BeforeCompareExchange?.Invoke(gref);
             uint previous = Interlocked.CompareExchange(ref *combo, wanted, seen);
             if (previous == seen) return GrantStatus.Okay;
-            if (retries == MaxCasRetries - 1) return GrantStatus.GeneralError; // "shared grant entry is unstable"
             seen = previous;
         }
+    }
+
+    /// <summary>Whether the flags+domid word <paramref name="seen"/> lets us pin, and the word with our flags set.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool StatusWanted(uint seen, bool readOnly, bool map, out uint wanted)
+    {
+        wanted = seen | (uint)GrantFlags.Reading;
+        var mask = GrantFlags.TypeMask | (map ? GrantFlags.SubPage : 0);
+        var flags = GrantEntries.FlagsOf(seen);
+        if ((flags & mask) != GrantFlags.PermitAccess || GrantEntries.DomidOf(seen) != LocalDomid) return false;
+        if (readOnly) return true;
+        if ((flags & GrantFlags.Readonly) != 0) return false;
+        wanted |= (uint)GrantFlags.Writing;
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
