@@ -348,7 +348,7 @@ public sealed unsafe class ForeignDomain : IDisposable
         var pinTable = _pins;
         if (gref >= (uint)pinTable.Length) return GrantStatus.BadGntref;
         ref int pins = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(pinTable), (nint)gref);
-        uint* combo = (uint*)(table + ((nint)gref << 3));
+        uint* combo = GrantEntries.Combo(table, gref);
         // As Xen with an active entry already pinned: a copy needs no second check and CAS when the
         // entry was checked and flagged by a pin of its kind that is still held (consecutive copies of
         // one page are common). Maps always check: they are long-lived and refuse sub-page grants.
@@ -358,7 +358,7 @@ public sealed unsafe class ForeignDomain : IDisposable
             var status = SetStatus(gref, combo, readOnly, map);
             if (status != GrantStatus.Okay) return status;
         }
-        frame = Volatile.Read(ref *(uint*)(table + ((nint)gref << 3) + GrantEntryV1.FrameOffset));
+        frame = Volatile.Read(ref *GrantEntries.Frame(table, gref));
         // The grant table frames are not grantable: a guest must not hand out its own table.
         if (frame >= _memory.FrameCount || frame < GrantFrames)
         {
@@ -384,7 +384,7 @@ public sealed unsafe class ForeignDomain : IDisposable
     {
         ref int pins = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_pins), (nint)gref);
         pins -= readOnly ? ReaderPin : ReaderPin | WriterPin;
-        UnpinFlags((uint*)(table + ((nint)gref << 3)), pins);
+        UnpinFlags(GrantEntries.Combo(table, gref), pins);
     }
 
     /// <summary>

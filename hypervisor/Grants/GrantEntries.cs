@@ -13,9 +13,14 @@ internal static unsafe class GrantEntries
     public const uint InUse = (uint)(GrantFlags.Reading | GrantFlags.Writing);
 
     /// <summary>The flags+domid word of entry <paramref name="gref"/>; the caller has checked the ref.</summary>
-    public static uint* Combo(DomainMemory memory, uint gref) => (uint*)(memory.Base + ((nint)gref << 3));
+    public static uint* Combo(DomainMemory memory, uint gref) => Combo(memory.Base, gref);
 
-    public static uint* Frame(DomainMemory memory, uint gref) => (uint*)(memory.Base + ((nint)gref << 3) + GrantEntryV1.FrameOffset);
+    /// <summary>The same, for a caller that holds the table's address (frame 0 of the domain's memory) across a loop.</summary>
+    public static uint* Combo(byte* table, uint gref) => (uint*)(table + ((nint)gref << 3));
+
+    public static uint* Frame(DomainMemory memory, uint gref) => Frame(memory.Base, gref);
+
+    public static uint* Frame(byte* table, uint gref) => (uint*)(table + ((nint)gref << 3) + GrantEntryV1.FrameOffset);
 
     public static GrantFlags FlagsOf(uint combo) => (GrantFlags)(ushort)combo;
 
