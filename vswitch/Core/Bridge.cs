@@ -48,6 +48,21 @@ public sealed class Bridge
     // a bitmap probe for every ingress classification and every egress candidate.
     private readonly VlanEgress[]?[] _egressByVlan = new VlanEgress[]?[MaxPorts];
     private readonly int[] _untaggedVlan = new int[MaxPorts];
+    private readonly PlainEgress[] _plainEgress = new PlainEgress[MaxPorts];
+
+    /// <summary>
+    /// Per slot, what the batch path needs to hand a plain frame (untagged, no offload to undo) straight
+    /// to the port without asking it: the port when it is up, has no egress limit and sends one VLAN
+    /// untagged, that VLAN, and the longest frame its MTU lets through. Refreshed under the lock whenever
+    /// one of those changes (<see cref="OnPortStateChanged"/>), so a frame that matches it passes every
+    /// check the general path makes; anything else takes the general path.
+    /// </summary>
+    private struct PlainEgress
+    {
+        public SwitchPort? Port;
+        public int Vlan;
+        public int MaxLength;
+    }
     private readonly byte[] _scratch = new byte[EtherTypes.MaxFrameLength + 64];
     private readonly SegmentSink _segmentSink;
 
@@ -58,6 +73,7 @@ public sealed class Bridge
         _time = time ?? TimeProvider.System;
         _coarseClock = ReferenceEquals(_time, TimeProvider.System) && CoarseClockAgrees();
         Fdb = new ForwardingDatabase(fdbLimit, aging, time: _time);
+        Array.Fill(_plainEgress, new PlainEgress { Vlan = -1 });
         _segmentSink = new SegmentSink(this);
     }
 
@@ -124,6 +140,7 @@ public sealed class Bridge
         {
             if (port.Bridge != this) return false;
             _slots[port.Index] = null;
+            _plainEgress[port.Index] = new PlainEgress { Vlan = -1 };
             Fdb.Flush(port.Index, includeStatic: true);
             Volatile.Write(ref _active, _active.Where(p => p != port).ToArray());
             port.Bridge = null;
@@ -160,6 +177,32 @@ public sealed class Bridge
         var table = _egressByVlan[port.Index] ??= new VlanEgress[VlanIds];
         for (var vid = 0; vid < VlanIds; vid++) table[vid] = config.Egress(vid);
         _untaggedVlan[port.Index] = config.ClassifyIngress(false, 0);
+        RefreshPlainEgress(port);
+    }
+
+    /// <summary>Called by a port whose admin state, MTU or egress limit changed.</summary>
+    internal void OnPortStateChanged(SwitchPort port)
+    {
+        lock (_gate)
+        {
+            if (port.Bridge == this) RefreshPlainEgress(port);
+        }
+    }
+
+    private void RefreshPlainEgress(SwitchPort port)
+    {
+        var table = _egressByVlan[port.Index]!;
+        var untagged = -1;
+        for (var vid = 0; vid < VlanIds; vid++)
+        {
+            if (table[vid] != VlanEgress.Untagged) continue;
+            // Every mode sends at most one VLAN untagged; were there two, the general path would serve both.
+            untagged = untagged < 0 ? vid : int.MaxValue;
+        }
+        var plain = port.AdminUp && port.EgressLimit is null && untagged is >= 0 and < VlanIds;
+        _plainEgress[port.Index] = plain
+            ? new PlainEgress { Port = port, Vlan = untagged, MaxLength = port.Mtu + EtherTypes.EthernetHeaderLength }
+            : new PlainEgress { Vlan = -1 };
     }
 
     /// <summary>Ages out the forwarding database; called periodically by the owner.</summary>
@@ -314,40 +357,33 @@ public sealed class Bridge
 
     /// <summary>
     /// Delivers <paramref name="chunk"/> from frame <paramref name="start"/> on and returns its length. A
-    /// plain frame to an untagged, unlimited destination goes straight to the port's transmit here.
+    /// frame whose destination's <see cref="PlainEgress"/> matches goes straight to the port's transmit
+    /// here; anything else (flood, tagged egress, offload to undo, a limited or down port) takes the
+    /// general path.
     /// </summary>
     private int DeliverFrom(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk, int start)
     {
         var index = ingress.Index;
-        var probes = _probes;
-        var slots = _slots;
-        var egressByVlan = _egressByVlan;
-        var count = Math.Min(chunk.Length, probes.Length);
+        // Classify gave every frame of the chunk the ingress port's untagged VLAN.
+        var vlan = _untaggedVlan[index];
+        // Classify and LearnAndLookup filled the first chunk.Length probes (at most ChunkFrames).
+        ref var probes = ref MemoryMarshal.GetArrayDataReference(_probes);
+        ref var plainEgress = ref MemoryMarshal.GetArrayDataReference(_plainEgress);
+        ref var packets = ref MemoryMarshal.GetReference(chunk);
+        var count = Math.Min(chunk.Length, ChunkFrames);
         for (var i = start; i < count; i++)
         {
-            var packet = chunk[i];
-            var known = probes[i].Port;
-            if (known < 0)
+            var packet = Unsafe.Add(ref packets, i);
+            var known = Unsafe.Add(ref probes, i).Port;
+            // The table holds slots of this bridge: 0..MaxPorts-1, or -1 for unknown.
+            if ((uint)known < MaxPorts)
             {
-                Flood(ingress, packet.Metadata.VlanTci, packet.Data, packet.Offset, packet.Length, packet.Metadata);
-                continue;
-            }
-            if (known == index)
-            {
-                Filtered++;
-                continue;
-            }
-            var port = slots[known];
-            if (port is null || !port.AdminUp) continue;
-            var vlan = packet.Metadata.VlanTci;
-            // Table slots hold ports 0..MaxPorts-1 and every port that was ever in a slot has its table.
-            var egress = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(egressByVlan[known]!), vlan);
-            if (egress == VlanEgress.Untagged)
-            {
+                ref var egress = ref Unsafe.Add(ref plainEgress, known);
                 var length = packet.Length;
-                if (port.EgressLimit is null && !packet.Metadata.IsGso && packet.Metadata.Checksum != ChecksumState.Partial
-                    && length - EtherTypes.EthernetHeaderLength <= port.Mtu)
+                if (egress.Vlan == vlan && known != index && length <= egress.MaxLength
+                    && packet.Metadata.Gso == GsoType.None && packet.Metadata.Checksum != ChecksumState.Partial)
                 {
+                    var port = egress.Port!;
                     // Classify checked Offset and Length against the array.
                     var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
                     _delivering = i;
@@ -362,14 +398,32 @@ public sealed class Bridge
                     counters.TxBytesField += length;
                     continue;
                 }
-                Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, length), packet.Metadata, 0);
             }
-            else if (egress == VlanEgress.Tagged)
-            {
-                ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
-            }
+            DeliverGeneral(ingress, packet, known);
         }
         return chunk.Length;
+    }
+
+    /// <summary>One frame of a plain chunk that <see cref="DeliverFrom"/> cannot hand over directly.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void DeliverGeneral(SwitchPort ingress, PacketBuffer packet, int known)
+    {
+        var vlan = packet.Metadata.VlanTci;
+        if (known < 0)
+        {
+            Flood(ingress, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+            return;
+        }
+        if (known == ingress.Index)
+        {
+            Filtered++;
+            return;
+        }
+        var port = _slots[known];
+        if (port is null || !port.AdminUp) return;
+        var egress = _egressByVlan[known]![vlan];
+        if (egress == VlanEgress.Untagged) Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, packet.Length), packet.Metadata, 0);
+        else if (egress == VlanEgress.Tagged) ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
     }
 
     private static readonly ushort VlanEtherTypeInMemory = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(EtherTypes.Vlan) : EtherTypes.Vlan;

@@ -173,41 +173,56 @@ public sealed class ForwardingDatabase
     /// <summary>
     /// The batch form of <see cref="Learn(ulong, int, int, long)"/> then <see cref="Lookup(ulong, int, long)"/>
     /// for each frame in turn: learns each probe's source on <paramref name="port"/>, then writes its
-    /// destination's port. The frames' keys share one array so the loop walks one pointer, and the table's
-    /// fields stay in registers across the batch; the rare paths (a new or moved source, a collision, an
-    /// aged-out destination) read what they need from fields.
+    /// destination's port. <see cref="ProbeAtHome"/> takes the frames whose two entries sit live at their
+    /// home slots (nearly all of them) in a loop without calls, which keeps its state in registers; the
+    /// first frame it cannot take goes the long way here, and the loop resumes after it.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk: its loop gets the registers to itself
+    [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk
     internal void LearnAndLookup(Span<Probe> probes, int port, long now)
+    {
+        var n = 0;
+        while (true)
+        {
+            n = ProbeAtHome(probes, n, port, now);
+            if (n >= probes.Length) return;
+            ref var probe = ref probes[n];
+            LearnProbed(probe.Source, port, now);
+            probe.Port = probe.Destination == 0 ? -1 : LookupProbed(probe.Destination, now);
+            n++;
+        }
+    }
+
+    /// <summary>
+    /// Learns and looks up probes from <paramref name="start"/> on while both of a frame's entries are at
+    /// their home slots: a source already learned on this port (refreshed), a destination that is live or
+    /// broadcast. Returns the first probe it left alone (nothing of that frame done but a refresh, which is
+    /// idempotent), or the count when it took them all.
+    /// </summary>
+    private int ProbeAtHome(Span<Probe> probes, int start, int port, long now)
     {
         ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
         var shift = _shift;
         var refresh = _refreshTicks;
         var aging = _agingTicks;
-        foreach (ref var probe in probes)
+        for (var n = start; n < probes.Length; n++)
         {
+            ref var probe = ref probes[n];
             var key = probe.Source;
             ref var slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
-            if (slot.Key == key && slot.Port == port)
-            {
-                if (now - slot.LastSeen > refresh) slot.LastSeen = now;
-            }
-            else LearnProbed(key, port, now);
+            if (slot.Key != key || slot.Port != port) return n;
+            if (now - slot.LastSeen > refresh) slot.LastSeen = now;
 
             key = probe.Destination;
             var found = -1;
             if (key != 0)
             {
                 slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
-                if (slot.Key == key)
-                {
-                    if (slot.Static || now - slot.LastSeen <= aging) found = slot.Port;
-                    else found = LookupProbed(key, now);
-                }
-                else if (slot.Key != 0) found = LookupProbed(key, now);
+                if (slot.Key != key || (!slot.Static && now - slot.LastSeen > aging)) return n;
+                found = slot.Port;
             }
             probe.Port = found;
         }
+        return probes.Length;
     }
 
     /// <summary>The learn of a source that is not at its home slot on this port: probes the cluster, then learns.</summary>

@@ -14,6 +14,8 @@ public abstract class SwitchPort : IDisposable
 {
     private PortVlan _vlan = PortVlan.Default;
     private int _mtu = 1500;
+    private bool _adminUp = true;
+    private RateLimiter? _egressLimit;
 
     protected SwitchPort(string name)
     {
@@ -48,10 +50,22 @@ public abstract class SwitchPort : IDisposable
     public int Mtu
     {
         get => _mtu;
-        set => _mtu = value is >= 68 and <= 65535 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MTU is 68..65535");
+        set
+        {
+            _mtu = value is >= 68 and <= 65535 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MTU is 68..65535");
+            Bridge?.OnPortStateChanged(this);
+        }
     }
 
-    public bool AdminUp { get; set; } = true;
+    public bool AdminUp
+    {
+        get => _adminUp;
+        set
+        {
+            _adminUp = value;
+            Bridge?.OnPortStateChanged(this);
+        }
+    }
 
     /// <summary>Ports in the split-horizon group (tunnels) never forward to each other: no VXLAN-to-VXLAN.</summary>
     public virtual bool SplitHorizon => false;
@@ -63,7 +77,16 @@ public abstract class SwitchPort : IDisposable
     public virtual bool AcceptsGso => false;
 
     public RateLimiter? IngressLimit { get; set; }
-    public RateLimiter? EgressLimit { get; set; }
+
+    public RateLimiter? EgressLimit
+    {
+        get => _egressLimit;
+        set
+        {
+            _egressLimit = value;
+            Bridge?.OnPortStateChanged(this);
+        }
+    }
 
     /// <summary>Sends one frame. Return <see cref="DropReason.None"/> when it went out, or why it did not.</summary>
     protected internal abstract DropReason Transmit(ReadOnlySpan<byte> frame, in FrameMetadata metadata);

@@ -98,6 +98,15 @@ public class BatchForwardingTests
             if (ingress == batched.Ports.Length) batched.Thrower.InjectBatch(batch);
             else batched.Ports[ingress].InjectBatch(batch);
 
+            if (random.Next(8) == 0)
+            {
+                // The same port change on both: the batch path's per-port shortcuts must follow it.
+                var port = random.Next(single.Ports.Length);
+                var change = random.Next(4);
+                var value = random.Next(3);
+                ChangePort(single, port, change, value);
+                ChangePort(batched, port, change, value);
+            }
             if (random.Next(10) == 0)
             {
                 var by = TimeSpan.FromSeconds(random.Next(0, 400));
@@ -108,6 +117,28 @@ public class BatchForwardingTests
         }
         Assert.True(single.Bridge.Flooded > 0 && single.Bridge.Filtered > 0 && single.Bridge.Fdb.Moves > 0 && single.Thrower.Calls > 0);
         Assert.True(single.Ports.Sum(p => p.Counters.Drops(DropReason.Runt) + p.Counters.Drops(DropReason.BadSource) + p.Counters.Drops(DropReason.TooBig)) > 0);
+    }
+
+    /// <summary>Admin state, MTU, egress limit or VLAN of one port, set the same way on both switches.</summary>
+    private static void ChangePort(Switch sw, int index, int change, int value)
+    {
+        var port = sw.Ports[index];
+        switch (change)
+        {
+            case 0:
+                port.AdminUp = value != 0;
+                break;
+            case 1:
+                port.Mtu = value switch { 0 => 68, 1 => 100, _ => 1500 };
+                break;
+            case 2:
+                // A bucket of two frames' worth that refills slowly: some frames pass, then it drops.
+                port.EgressLimit = value == 0 ? null : new RateLimiter(null, new TokenBucket(2, 0, TimeSpan.FromHours(1), sw.Time));
+                break;
+            default:
+                port.Vlan = value switch { 0 => PortVlan.Access(10), 1 => PortVlan.Access(20), _ => PortVlan.Default };
+                break;
+        }
     }
 
     private static (byte[], FrameMetadata) RandomFrame(Random random)
