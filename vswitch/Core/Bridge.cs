@@ -254,13 +254,13 @@ public sealed class Bridge
 
     /// <summary>
     /// The batch path for a plain ingress port, over up to <see cref="ChunkFrames"/> frames at a time in
-    /// three short passes, each with its few invariants in registers: <see cref="Classify"/> checks the
-    /// frames and turns their MACs into table keys; <see cref="ForwardingDatabase.LearnAndLookup"/>
-    /// learns each source and looks up each destination in arrival order (exactly what frame-by-frame
-    /// forwarding does to the table); <see cref="DeliverClassified"/> hands the frames to their
-    /// destinations in the same order. A frame the first pass cannot take (short, oversized, tagged, bad
-    /// source) ends the chunk there: the frames before it are forwarded, then it goes through
-    /// <see cref="ReceiveOne"/>, which checks and counts it as a frame arriving alone.
+    /// two short passes, each with its few invariants in registers: <see cref="Classify"/> checks the
+    /// frames, learns each source and looks up each destination in arrival order (exactly what
+    /// frame-by-frame forwarding does to the table); <see cref="DeliverClassified"/> hands the frames to
+    /// their destinations in the same order. A frame the first pass cannot take (short, oversized,
+    /// tagged, bad source; a new or moved source, an unknown or aged-out destination) ends the chunk
+    /// there: the frames before it are forwarded, then it goes through <see cref="ReceiveOne"/>, which
+    /// checks, learns, counts and floods it as a frame arriving alone.
     /// </summary>
     private void ReceivePlain(SwitchPort ingress, ReadOnlySpan<PacketBuffer> batch, long now)
     {
@@ -268,35 +268,33 @@ public sealed class Bridge
         while (start < batch.Length)
         {
             var chunk = batch.Slice(start, Math.Min(ChunkFrames, batch.Length - start));
-            var taken = Classify(ingress, chunk);
-            if (taken != 0)
-            {
-                Fdb.LearnAndLookup(_probes.AsSpan(0, taken), ingress.Index, now);
-                DeliverClassified(ingress, chunk[..taken]);
-            }
+            var taken = Classify(ingress, chunk, now);
+            if (taken != 0) DeliverClassified(ingress, chunk[..taken]);
             if (taken < chunk.Length) ReceiveOne(ingress, chunk[taken++], now);
             start += taken;
         }
     }
 
     private const int ChunkFrames = 64;
-    private readonly ForwardingDatabase.Probe[] _probes = new ForwardingDatabase.Probe[ChunkFrames];
+    /// <summary>Per frame of the chunk in hand: its destination's slot, or -1 to flood.</summary>
+    private readonly int[] _targets = new int[ChunkFrames];
 
     /// <summary>
-    /// The first pass of <see cref="ReceivePlain"/>: checks each frame as the general path would and
-    /// stops at the first one it cannot take; counts what it took on the ingress port (once per chunk)
-    /// and notes each frame's table keys (destination key 0 for broadcast and multicast: no lookup).
+    /// The first pass of <see cref="ReceivePlain"/>: checks each frame as the general path would, learns
+    /// its source and looks up its destination (<see cref="ForwardingDatabase.TryLearnAndLookup"/>), and
+    /// stops at the first one it cannot take; counts what it took on the ingress port (once per chunk).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk: its loop gets the registers to itself
-    private int Classify(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk)
+    private int Classify(SwitchPort ingress, ReadOnlySpan<PacketBuffer> chunk, long now)
     {
         var index = ingress.Index;
         var vlan = _untaggedVlan[index];
         var vlanKey = ForwardingDatabase.Key(0, vlan);
         var mtu = ingress.Mtu;
-        // The caller hands at most ChunkFrames frames, the length of the probe array.
+        // The caller hands at most ChunkFrames frames, the length of the target array.
         Debug.Assert(chunk.Length <= ChunkFrames);
-        ref var probes = ref MemoryMarshal.GetArrayDataReference(_probes);
+        ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
+        var fdb = Fdb;
         long rxBytes = 0;
         var i = 0;
         for (; i < chunk.Length; i++)
@@ -314,9 +312,9 @@ public sealed class Bridge
             if ((source & 0x0100_0000_0000) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
                 break;
             var destination = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16;
-            ref var probe = ref Unsafe.Add(ref probes, i);
-            probe.Source = vlanKey | source;
-            probe.Destination = (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0;
+            if (!fdb.TryLearnAndLookup(vlanKey | source, (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0, index, now, out var target))
+                break;
+            Unsafe.Add(ref targets, i) = target;
             rxBytes += length;
             packet.Metadata.Length = length;
             packet.Metadata.IngressPort = index;
@@ -346,7 +344,7 @@ public sealed class Bridge
             catch (Exception)
             {
                 // Only port.Transmit in DeliverFrom can throw (everything else called there guards itself).
-                _slots[_probes[_delivering].Port]?.Counters.CountDrop(DropReason.TxError);
+                _slots[_targets[_delivering]]?.Counters.CountDrop(DropReason.TxError);
                 i = _delivering + 1;
             }
         }
@@ -366,15 +364,15 @@ public sealed class Bridge
         var index = ingress.Index;
         // Classify gave every frame of the chunk the ingress port's untagged VLAN.
         var vlan = _untaggedVlan[index];
-        // Classify and LearnAndLookup filled the first chunk.Length probes (at most ChunkFrames).
-        ref var probes = ref MemoryMarshal.GetArrayDataReference(_probes);
+        // Classify filled the first chunk.Length targets (at most ChunkFrames).
+        ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
         ref var plainEgress = ref MemoryMarshal.GetArrayDataReference(_plainEgress);
         ref var packets = ref MemoryMarshal.GetReference(chunk);
         var count = Math.Min(chunk.Length, ChunkFrames);
         for (var i = start; i < count; i++)
         {
             var packet = Unsafe.Add(ref packets, i);
-            var known = Unsafe.Add(ref probes, i).Port;
+            var known = Unsafe.Add(ref targets, i);
             // The table holds slots of this bridge: 0..MaxPorts-1, or -1 for unknown.
             if ((uint)known < MaxPorts)
             {

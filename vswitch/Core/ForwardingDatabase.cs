@@ -159,88 +159,51 @@ public sealed class ForwardingDatabase
         LearnSlow(key, i, port, now);
     }
 
-    /// <summary>One frame's part in <see cref="LearnAndLookup"/>: its two table keys in, its destination port out.</summary>
-    internal struct Probe
-    {
-        /// <summary>The source's key (<see cref="Key"/>): learned on the ingress port.</summary>
-        public ulong Source;
-        /// <summary>The destination's key, or 0 for broadcast and multicast (not looked up).</summary>
-        public ulong Destination;
-        /// <summary>Written by <see cref="LearnAndLookup"/>: the destination's port, -1 when unknown or aged out.</summary>
-        public int Port;
-    }
-
     /// <summary>
-    /// The batch form of <see cref="Learn(ulong, int, int, long)"/> then <see cref="Lookup(ulong, int, long)"/>
-    /// for each frame in turn: learns each probe's source on <paramref name="port"/>, then writes its
-    /// destination's port. <see cref="ProbeAtHome"/> takes the frames whose two entries sit live at their
-    /// home slots (nearly all of them) in a loop without calls, which keeps its state in registers; the
-    /// first frame it cannot take goes the long way here, and the loop resumes after it.
+    /// The batch path's learn of <paramref name="source"/> on <paramref name="port"/> and lookup of
+    /// <paramref name="destination"/> (keys built by <see cref="Key"/>; destination 0 for broadcast and
+    /// multicast, not looked up), for the common frame only: a source already learned on this port
+    /// (refreshed) and a destination that is live or not looked up. Anything else (a new or moved source,
+    /// an unknown or aged-out destination) returns false with nothing done but the refresh, which is
+    /// idempotent, and the frame takes the full path. No calls, so a caller's loop keeps its registers.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk
-    internal void LearnAndLookup(Span<Probe> probes, int port, long now)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryLearnAndLookup(ulong source, ulong destination, int port, long now, out int found)
     {
-        var n = 0;
+        found = -1;
+        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
+        var mask = _mask;
+        var i = Home(source);
         while (true)
         {
-            n = ProbeAtHome(probes, n, port, now);
-            if (n >= probes.Length) return;
-            ref var probe = ref probes[n];
-            LearnProbed(probe.Source, port, now);
-            probe.Port = probe.Destination == 0 ? -1 : LookupProbed(probe.Destination, now);
-            n++;
-        }
-    }
-
-    /// <summary>
-    /// Learns and looks up probes from <paramref name="start"/> on while both of a frame's entries are at
-    /// their home slots: a source already learned on this port (refreshed), a destination that is live or
-    /// broadcast. Returns the first probe it left alone (nothing of that frame done but a refresh, which is
-    /// idempotent), or the count when it took them all.
-    /// </summary>
-    private int ProbeAtHome(Span<Probe> probes, int start, int port, long now)
-    {
-        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
-        var shift = _shift;
-        var refresh = _refreshTicks;
-        var aging = _agingTicks;
-        for (var n = start; n < probes.Length; n++)
-        {
-            ref var probe = ref probes[n];
-            var key = probe.Source;
-            ref var slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
-            if (slot.Key != key || slot.Port != port) return n;
-            if (now - slot.LastSeen > refresh) slot.LastSeen = now;
-
-            key = probe.Destination;
-            var found = -1;
-            if (key != 0)
+            ref var slot = ref Unsafe.Add(ref slots, i);
+            if (slot.Key == source)
             {
-                slot = ref Unsafe.Add(ref slots, (int)((key * 0x9E3779B97F4A7C15UL) >> shift));
-                if (slot.Key != key || (!slot.Static && now - slot.LastSeen > aging)) return n;
-                found = slot.Port;
+                if (slot.Port != port) return false;
+                if (now - slot.LastSeen > _refreshTicks) slot.LastSeen = now;
+                break;
             }
-            probe.Port = found;
+            if (slot.Key == 0) return false;
+            i = (i + 1) & mask;
         }
-        return probes.Length;
-    }
-
-    /// <summary>The learn of a source that is not at its home slot on this port: probes the cluster, then learns.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void LearnProbed(ulong key, int port, long now)
-    {
-        var i = Find(key);
-        if (i >= 0 && _slots[i].Port == port)
+        if (destination == 0) return true;
+        i = Home(destination);
+        while (true)
         {
-            if (now - _slots[i].LastSeen > _refreshTicks) _slots[i].LastSeen = now;
-            return;
+            ref var slot = ref Unsafe.Add(ref slots, i);
+            if (slot.Key == destination)
+            {
+                if (!slot.Static && now - slot.LastSeen > _agingTicks) return false;
+                found = slot.Port;
+                return true;
+            }
+            if (slot.Key == 0) return false;
+            i = (i + 1) & mask;
         }
-        LearnSlow(key, i, port, now);
     }
 
-    /// <summary>The lookup of a destination that is not (live) at its home slot: probes the cluster, ages out what it finds expired.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private int LookupProbed(ulong key, long now)
+    /// <summary>The lookup of a key: the port, or -1 when unknown or aged out (then removed).</summary>
+    private int LookupKey(ulong key, long now)
     {
         var i = Find(key);
         if (i < 0) return -1;
@@ -294,7 +257,7 @@ public sealed class ForwardingDatabase
     public int Lookup(ulong mac, int vlan) => Lookup(mac, vlan, _time.GetTimestamp());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int Lookup(ulong mac, int vlan, long now) => LookupProbed(Key(mac, vlan), now);
+    internal int Lookup(ulong mac, int vlan, long now) => LookupKey(Key(mac, vlan), now);
 
     /// <summary>Adds or replaces a static entry: never aged, never moved by learning.</summary>
     public bool AddStatic(ulong mac, int vlan, int port)
