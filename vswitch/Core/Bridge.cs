@@ -281,7 +281,7 @@ public sealed class Bridge
 
     /// <summary>
     /// The first pass of <see cref="ReceivePlain"/>: checks each frame as the general path would, learns
-    /// its source and looks up its destination (<see cref="ForwardingDatabase.TryLearnAndLookup"/>), and
+    /// its source and looks up its destination (<see cref="ForwardingDatabase.BatchView.TryLearnAndLookup"/>), and
     /// stops at the first one it cannot take; counts what it took on the ingress port (once per chunk).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // once per chunk: its loop gets the registers to itself
@@ -294,7 +294,7 @@ public sealed class Bridge
         // The caller hands at most ChunkFrames frames, the length of the target array.
         Debug.Assert(chunk.Length <= ChunkFrames);
         ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
-        var fdb = Fdb;
+        var fdb = Fdb.ForBatch(now);
         long rxBytes = 0;
         var i = 0;
         for (; i < chunk.Length; i++)
@@ -308,11 +308,13 @@ public sealed class Bridge
                 || (length - EtherTypes.EthernetHeaderLength > mtu && !packet.Metadata.IsGso))
                 break;
             ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), offset);
-            var source = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength - 2))) & 0xFFFF_FFFF_FFFF;
-            if ((source & 0x0100_0000_0000) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
+            // Each MAC as the top 48 bits of an 8-byte big-endian load (the frame is at least 14 bytes);
+            // the group (multicast) bit is bit 0 of a MAC's first byte.
+            if ((Unsafe.Add(ref frame, EtherTypes.MacLength) & 1) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
                 break;
-            var destination = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16;
-            if (!fdb.TryLearnAndLookup(vlanKey | source, (destination & 0x0100_0000_0000) == 0 ? vlanKey | destination : 0, index, now, out var target))
+            var source = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength))) >> 16;
+            var destination = (frame & 1) == 0 ? vlanKey | BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16 : 0;
+            if (!fdb.TryLearnAndLookup(vlanKey | source, destination, index, out var target))
                 break;
             Unsafe.Add(ref targets, i) = target;
             rxBytes += length;

@@ -84,6 +84,7 @@ public sealed class ForwardingDatabase
 
     public static ulong Key(ulong mac, int vlan) => Occupied | (ulong)(vlan & 0xFFF) << 48 | (mac & 0xFFFF_FFFF_FFFF);
 
+    // Fibonacci hashing; BatchView.TryLearnAndLookup computes the same.
     private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -159,46 +160,72 @@ public sealed class ForwardingDatabase
         LearnSlow(key, i, port, now);
     }
 
+    /// <summary>The table as the batch path reads it, with its fields in a value the caller keeps in registers across a loop.</summary>
+    internal BatchView ForBatch(long now) => new(this, now);
+
     /// <summary>
-    /// The batch path's learn of <paramref name="source"/> on <paramref name="port"/> and lookup of
-    /// <paramref name="destination"/> (keys built by <see cref="Key"/>; destination 0 for broadcast and
-    /// multicast, not looked up), for the common frame only: a source already learned on this port
-    /// (refreshed) and a destination that is live or not looked up. Anything else (a new or moved source,
-    /// an unknown or aged-out destination) returns false with nothing done but the refresh, which is
-    /// idempotent, and the frame takes the full path. No calls, so a caller's loop keeps its registers.
+    /// The batch path's view of the table: its fields copied once, so a loop over frames does not reload
+    /// them from the table after each store it makes into a frame. Valid while the caller holds the
+    /// bridge's lock and only this view changes the table.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool TryLearnAndLookup(ulong source, ulong destination, int port, long now, out int found)
+    internal readonly ref struct BatchView
     {
-        found = -1;
-        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
-        var mask = _mask;
-        var i = Home(source);
-        while (true)
+        private readonly ref Slot _slots;
+        private readonly int _mask;
+        private readonly int _shift;
+        private readonly long _now;
+        private readonly long _refresh;
+        private readonly long _aging;
+
+        public BatchView(ForwardingDatabase table, long now)
         {
-            ref var slot = ref Unsafe.Add(ref slots, i);
-            if (slot.Key == source)
-            {
-                if (slot.Port != port) return false;
-                if (now - slot.LastSeen > _refreshTicks) slot.LastSeen = now;
-                break;
-            }
-            if (slot.Key == 0) return false;
-            i = (i + 1) & mask;
+            _slots = ref MemoryMarshal.GetArrayDataReference(table._slots);
+            _mask = table._mask;
+            _shift = table._shift;
+            _now = now;
+            _refresh = table._refreshTicks;
+            _aging = table._agingTicks;
         }
-        if (destination == 0) return true;
-        i = Home(destination);
-        while (true)
+
+        /// <summary>
+        /// Learns <paramref name="source"/> on <paramref name="port"/> and looks up <paramref name="destination"/>
+        /// (keys built by <see cref="Key"/>; destination 0 for broadcast and multicast, not looked up), for
+        /// the common frame only: a source already learned on this port (refreshed) and a destination that
+        /// is live or not looked up. Anything else (a new or moved source, an unknown or aged-out
+        /// destination) returns false with nothing done but the refresh, which is idempotent, and the
+        /// frame takes the full path. No calls, so a caller's loop keeps its registers.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public bool TryLearnAndLookup(ulong source, ulong destination, int port, out int found)
         {
-            ref var slot = ref Unsafe.Add(ref slots, i);
-            if (slot.Key == destination)
+            found = -1;
+            var i = (int)((source * 0x9E3779B97F4A7C15UL) >> _shift);
+            while (true)
             {
-                if (!slot.Static && now - slot.LastSeen > _agingTicks) return false;
-                found = slot.Port;
-                return true;
+                ref var slot = ref Unsafe.Add(ref _slots, i);
+                if (slot.Key == source)
+                {
+                    if (slot.Port != port) return false;
+                    if (_now - slot.LastSeen > _refresh) slot.LastSeen = _now;
+                    break;
+                }
+                if (slot.Key == 0) return false;
+                i = (i + 1) & _mask;
             }
-            if (slot.Key == 0) return false;
-            i = (i + 1) & mask;
+            if (destination == 0) return true;
+            i = (int)((destination * 0x9E3779B97F4A7C15UL) >> _shift);
+            while (true)
+            {
+                ref var slot = ref Unsafe.Add(ref _slots, i);
+                if (slot.Key == destination)
+                {
+                    if (!slot.Static && _now - slot.LastSeen > _aging) return false;
+                    found = slot.Port;
+                    return true;
+                }
+                if (slot.Key == 0) return false;
+                i = (i + 1) & _mask;
+            }
         }
     }
 
