@@ -76,30 +76,35 @@ public sealed unsafe class ForeignDomain : IDisposable
     /// </summary>
     public void Copy(Span<GrantCopyOp> ops, Span<byte> local)
     {
+        // The scratch lives here, apart from the work: a method with stackalloc is compiled once without
+        // profile data, while CopyPinned gets the tiered, profile-guided code of the hot path.
         byte** sources = stackalloc byte*[CopyChunk];
         byte** dests = stackalloc byte*[CopyChunk];
         fixed (byte* localBase = local)
         {
             byte* table = _memory.Base;
             for (int start = 0; start < ops.Length; start += CopyChunk)
-            {
-                var chunk = ops.Slice(start, Math.Min(CopyChunk, ops.Length - start));
-                LockPins();
-                try
-                {
-                    PinChunkLocked(chunk, table, localBase, local.Length, sources, dests);
-                }
-                finally
-                {
-                    UnlockPins();
-                }
-                for (int i = 0; i < chunk.Length; i++)
-                    if (chunk[i].Status == GrantStatus.Okay) Buffer.MemoryCopy(sources[i], dests[i], chunk[i].Length, chunk[i].Length);
-                LockPins();
-                ReleaseChunkLocked(chunk, table);
-                UnlockPins();
-            }
+                CopyPinned(ops.Slice(start, Math.Min(CopyChunk, ops.Length - start)), table, localBase, local.Length, sources, dests);
         }
+    }
+
+    /// <summary>Up to <see cref="CopyChunk"/> ops: pinned under one lock hold, copied, then unpinned under another.</summary>
+    private void CopyPinned(Span<GrantCopyOp> chunk, byte* table, byte* localBase, int localLength, byte** sources, byte** dests)
+    {
+        LockPins();
+        try
+        {
+            PinChunkLocked(chunk, table, localBase, localLength, sources, dests);
+        }
+        finally
+        {
+            UnlockPins();
+        }
+        for (int i = 0; i < chunk.Length; i++)
+            if (chunk[i].Status == GrantStatus.Okay) Buffer.MemoryCopy(sources[i], dests[i], chunk[i].Length, chunk[i].Length);
+        LockPins();
+        ReleaseChunkLocked(chunk, table);
+        UnlockPins();
     }
 
     /// <summary>The pin pass of <see cref="Copy"/>: a status and, when it is Okay, the two addresses per op.</summary>
