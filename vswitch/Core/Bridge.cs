@@ -409,11 +409,13 @@ public sealed class Bridge
     private void DeliverGeneral(SwitchPort ingress, PacketBuffer packet, int known)
     {
         var vlan = packet.Metadata.VlanTci;
-        if (known < 0)
-        {
-            Flood(ingress, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
-            return;
-        }
+        if (known < 0) Flood(ingress, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+        else ForwardKnown(ingress, known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+    }
+
+    /// <summary>A frame whose destination the table knows: filtered when that is the ingress port, else sent there untagged or tagged.</summary>
+    private void ForwardKnown(SwitchPort ingress, int known, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
+    {
         if (known == ingress.Index)
         {
             Filtered++;
@@ -422,8 +424,9 @@ public sealed class Bridge
         var port = _slots[known];
         if (port is null || !port.AdminUp) return;
         var egress = _egressByVlan[known]![vlan];
-        if (egress == VlanEgress.Untagged) Transmit(port, vlan, packet.Data.AsSpan(packet.Offset, packet.Length), packet.Metadata, 0);
-        else if (egress == VlanEgress.Tagged) ForwardTagged(known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
+        // The common case: no tag to push.
+        if (egress == VlanEgress.Untagged) Transmit(port, vlan, buffer.Slice(offset, length), metadata, 0);
+        else if (egress == VlanEgress.Tagged) ForwardTagged(known, vlan, buffer, offset, length, metadata);
     }
 
     private static readonly ushort VlanEtherTypeInMemory = BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(EtherTypes.Vlan) : EtherTypes.Vlan;
@@ -504,21 +507,7 @@ public sealed class Bridge
             var known = Fdb.Lookup(destination, vlan, now);
             if (known >= 0)
             {
-                if (known == ingress.Index)
-                {
-                    Filtered++;
-                    return;
-                }
-                var port = _slots[known];
-                if (port is null || !port.AdminUp) return;
-                var egress = _egressByVlan[known]![vlan];
-                if (egress == VlanEgress.Untagged)
-                {
-                    // The common case: one known destination, no tag to push.
-                    Transmit(port, vlan, frame, metadata, 0);
-                    return;
-                }
-                if (egress == VlanEgress.Tagged) ForwardTagged(known, vlan, buffer, offset, length, metadata);
+                ForwardKnown(ingress, known, vlan, buffer, offset, length, metadata);
                 return;
             }
         }
