@@ -290,7 +290,8 @@ public sealed class Bridge
         var index = ingress.Index;
         var vlan = _untaggedVlan[index];
         var vlanKey = ForwardingDatabase.Key(0, vlan);
-        var mtu = ingress.Mtu;
+        // The longest frame the ingress MTU admits without GSO.
+        var maxPlain = ingress.Mtu + EtherTypes.EthernetHeaderLength;
         // The caller hands at most ChunkFrames frames, the length of the target array.
         Debug.Assert(chunk.Length <= ChunkFrames);
         ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
@@ -303,9 +304,9 @@ public sealed class Bridge
             var data = packet.Data;
             var offset = packet.Offset;
             var length = packet.Length;
-            if (length < EtherTypes.EthernetHeaderLength || length > EtherTypes.MaxFrameLength || offset < EtherTypes.VlanTagLength
+            if ((uint)(length - EtherTypes.EthernetHeaderLength) > EtherTypes.MaxFrameLength - EtherTypes.EthernetHeaderLength || offset < EtherTypes.VlanTagLength
                 || (uint)offset + (uint)length > (uint)data.Length || packet.Metadata.HasVlan
-                || (length - EtherTypes.EthernetHeaderLength > mtu && !packet.Metadata.IsGso))
+                || (length > maxPlain && !packet.Metadata.IsGso))
                 break;
             ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), offset);
             // Each MAC as the top 48 bits of an 8-byte big-endian load (the frame is at least 14 bytes);
