@@ -47,6 +47,12 @@ public sealed class BenchContext
         Console.WriteLine($"  {key} = {value:G6} {unit} (target ≤ {limit})");
     }
 
+    /// <summary>Takes the figures a benchmark reported in a child process (<see cref="Runner.IsolatedRun"/>).</summary>
+    internal void Add(IEnumerable<BenchFigure> figures)
+    {
+        lock (_gate) _figures.AddRange(figures);
+    }
+
     /// <summary>Reports that a figure could not be measured in this run, and why (a missing peer, no root).</summary>
     public void Unavailable(string key, string why)
     {

@@ -4,9 +4,9 @@ using System.Reflection;
 namespace XenIo.Bench.Runner;
 
 /// <summary>
-/// Finds every <see cref="ISystemBenchmark"/> by reflection and runs each in turn; a benchmark that
-/// throws or overruns its time is reported as not measured and the run goes on. Then the micro
-/// benchmarks, then the results files.
+/// Finds every <see cref="ISystemBenchmark"/> by reflection and runs each in turn, each in a process of
+/// its own (<see cref="IsolatedRun"/>); a benchmark that throws or overruns its time is reported as not
+/// measured and the run goes on. Then the micro benchmarks, then the results files.
 /// </summary>
 internal static class BenchRunner
 {
@@ -18,8 +18,13 @@ internal static class BenchRunner
         var repoRoot = FindRepoRoot();
         var outDir = Path.GetFullPath(options.OutDirectory, repoRoot);
         var workDir = Path.Combine(outDir, "work");
-        if (Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
-        Directory.CreateDirectory(workDir);
+        if (options.Isolated is null)
+        {
+            if (Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
+            Directory.CreateDirectory(workDir);
+        }
+
+        if (options.Isolated is { } name) return await IsolatedRun.RunChildAsync(name, options.FiguresFile!, repoRoot, workDir, RunOneAsync);
 
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
@@ -28,7 +33,7 @@ internal static class BenchRunner
         if (options.System)
         {
             foreach (var benchmark in Discover().Where(b => options.Selects(b.Name)))
-                await RunOneAsync(benchmark, context);
+                await IsolatedRun.RunAsync(benchmark.Name, context, PerBenchmarkLimit + TimeSpan.FromMinutes(1));
         }
         if (options.Micro)
         {
@@ -48,7 +53,7 @@ internal static class BenchRunner
         return 0;
     }
 
-    private static async Task RunOneAsync(ISystemBenchmark benchmark, BenchContext context)
+    internal static async Task RunOneAsync(ISystemBenchmark benchmark, BenchContext context)
     {
         Console.WriteLine($"== {benchmark.Name}");
         var sw = Stopwatch.StartNew();
