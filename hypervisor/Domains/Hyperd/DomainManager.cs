@@ -87,9 +87,9 @@ public sealed partial class DomainManager : IAsyncDisposable
 
     private DomainRecord? AgentlessDomain(ushort domid)
     {
-        if (spawner is not null) return null; // agents report their end themselves
+        // Agents report their end themselves.
         lock (_gate)
-            return _domains.TryGetValue(domid, out var d) && d.Agent is null && d.State is DomainState.Running or DomainState.Paused ? d : null;
+            return _domains.TryGetValue(domid, out var d) && d.Agentless && d.State is DomainState.Running or DomainState.Paused ? d : null;
     }
 
     /// <summary>Raised after a domain was destroyed (by request or by its lifecycle action).</summary>
@@ -115,11 +115,22 @@ public sealed partial class DomainManager : IAsyncDisposable
 
     private DomainRecord Get(string nameOrId) => Find(nameOrId) ?? throw DomainException.NotFound(nameOrId);
 
-    public async Task<DomainRecord> CreateAsync(DomainConfig config, CancellationToken cancellationToken = default)
+    public Task<DomainRecord> CreateAsync(DomainConfig config, CancellationToken cancellationToken = default) =>
+        CreateAsync(config, startAgent: spawner is not null, cancellationToken);
+
+    /// <summary>
+    /// Creates a domain whose agent is not started, even where this manager runs agents: its descriptors
+    /// stay with hyperd for a harness or an external frontend to take (<see cref="HostedDomain.TakeGuestEnd"/>),
+    /// and its end is the hypercall shutdown or the loss of its hypercall connection.
+    /// </summary>
+    public Task<DomainRecord> CreateAgentlessAsync(DomainConfig config, CancellationToken cancellationToken = default) =>
+        CreateAsync(config, startAgent: false, cancellationToken);
+
+    private async Task<DomainRecord> CreateAsync(DomainConfig config, bool startAgent, CancellationToken cancellationToken)
     {
         Validate(config);
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try { return await CreateLockedAsync(config, cancellationToken).ConfigureAwait(false); }
+        try { return await CreateLockedAsync(config, startAgent, cancellationToken).ConfigureAwait(false); }
         finally { _lock.Release(); }
     }
 
@@ -158,7 +169,7 @@ public sealed partial class DomainManager : IAsyncDisposable
         if (!KernelNames.IsValid(vif.Bridge) || vif.Bridge.Length > 15) throw new DomainException(400, $"vif bridge '{vif.Bridge}': not a bridge name (1..15 letters, digits, '-', '_' or '.')");
     }
 
-    private async Task<DomainRecord> CreateLockedAsync(DomainConfig config, CancellationToken cancellationToken)
+    private async Task<DomainRecord> CreateLockedAsync(DomainConfig config, bool startAgent, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ushort domid;
@@ -213,7 +224,8 @@ public sealed partial class DomainManager : IAsyncDisposable
             foreach (var disk in config.Disks) steps.AddRange(XenstoreLayout.Vbd(domid, disk));
             await XenstoreLayoutWriter.ApplyAsync(dom0, steps, cancellationToken).ConfigureAwait(false);
 
-            if (spawner is not null) await StartAgentAsync(domain, cancellationToken).ConfigureAwait(false);
+            domain.Agentless = !startAgent;
+            if (startAgent) await StartAgentAsync(domain, cancellationToken).ConfigureAwait(false);
             domain.State = DomainState.Running;
             _log.LogInformation("domain {Name} created as {Domid} ({Frames} pages)", config.Name, domid, frames);
             return domain;
@@ -351,14 +363,14 @@ public sealed partial class DomainManager : IAsyncDisposable
                 break;
             case LifecycleAction.Restart:
                 await DestroyAsync(domain).ConfigureAwait(false);
-                if (!_disposed) await CreateAsync(domain.Config).ConfigureAwait(false);
+                if (!_disposed) await CreateAsync(domain.Config, startAgent: !domain.Agentless, CancellationToken.None).ConfigureAwait(false);
                 break;
             case LifecycleAction.RenameRestart:
             {
                 // xl's rename-restart: the old domain is preserved under a new name, a new one starts under the old.
                 var config = domain.Config;
                 await PreserveAsync(domain).ConfigureAwait(false);
-                if (!_disposed) await CreateAsync(config).ConfigureAwait(false);
+                if (!_disposed) await CreateAsync(config, startAgent: !domain.Agentless, CancellationToken.None).ConfigureAwait(false);
                 break;
             }
         }

@@ -54,6 +54,9 @@ public sealed class DomainRecord
 
     public GuestAgent? Agent { get; internal set; }
 
+    /// <summary>Created without an agent: whoever holds its descriptors is the guest.</summary>
+    public bool Agentless { get; internal set; }
+
     /// <summary>Completes once the agent has ended and the domain's lifecycle action has been applied.</summary>
     public Task Settled => _settled.Task;
 

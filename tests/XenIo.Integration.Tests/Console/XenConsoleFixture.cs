@@ -30,29 +30,13 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
     /// <summary>A xenio verb as a command line for tmux (dotnet xenio.dll VERB --run-dir RUN).</summary>
     public string XenioCommand(string verb) => $"dotnet {Path.Combine(AppContext.BaseDirectory, "xenio.dll")} {verb} --run-dir {Run}";
 
-    public static string? RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "XenIo.sln"))) return dir.FullName;
-        return null;
-    }
-
-    /// <summary>The agent `make build` publishes (NativeAOT), else the JIT build; null when there is none.</summary>
-    public static string? FindGuestAgent()
-    {
-        if (RepoRoot() is not { } repo) return null;
-        string[] candidates = [Path.Combine(repo, "bin", "lib", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Release", "net10.0", "xenio-guest")];
-        return candidates.FirstOrDefault(File.Exists);
-    }
-
     public async Task StartAsync()
     {
         await _gate.WaitAsync();
         try
         {
             if (_started) return;
-            Agent = FindGuestAgent() ?? throw new InvalidOperationException("no guest agent build");
+            Agent = RepoBuild.GuestAgent() ?? throw new InvalidOperationException("no guest agent build");
             _hyperd = Spawn("hyperd", "hyperd", "--run-dir", Run, "--state-dir", State, "--pool-mib", "512");
             await WaitForSocketAsync(Path.Combine(Run, "hyperd.sock"), _hyperd, "hyperd");
             await WaitForSocketAsync(Path.Combine(Run, "xenstored", "socket"), _hyperd, "hyperd");

@@ -16,7 +16,7 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
     {
         Requires.Root("hyperd starts guests in namespaces of their own");
         foreach (var t in tools) Requires.Tool(t);
-        Skip.If(XenConsoleFixture.FindGuestAgent() is null, "no xenio-guest build found: run `make build` first");
+        Skip.If(RepoBuild.GuestAgent() is null, RepoBuild.NoGuestAgent);
         await fx.StartAsync();
     }
 

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using XenIo.Hypervisor.Domains;
+using XenIo.Hypervisor.Domains.Cgroups;
 using XenIo.Hypervisor.Domains.Hyperd;
+using XenIo.Hypervisor.Domains.Spawn;
 using XenIo.Hypervisor.Hypercalls;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
@@ -15,7 +17,8 @@ namespace XenIo.Integration.Tests.Netback;
 /// <summary>
 /// hyperd's core and toolstack in process (agent-less domains with vifs), xenstored, a bridge, and
 /// netback's vif backend service over them; the tests play each guest's netfront with
-/// <see cref="TestNetfront"/> and write its xenbus keys as netfront would.
+/// <see cref="TestNetfront"/> and write its xenbus keys as netfront would. Started with
+/// <see cref="GuestAgents"/>, the toolstack also runs real guests (the agent with its netfront).
 /// </summary>
 public sealed class VifHarness : IAsyncDisposable
 {
@@ -46,15 +49,35 @@ public sealed class VifHarness : IAsyncDisposable
     /// <summary>The run directory: hypercall.sock and xenstored/socket, as a netback daemon expects them.</summary>
     public string Dir => _dir;
 
+    /// <summary>Real guests' agent and kernel names, for a harness whose toolstack starts agents.</summary>
+    public sealed record GuestAgents(string Agent, KernelNames Names);
+
     /// <param name="inProcessNetback">False when the test runs netback itself (the daemon, in its own process).</param>
-    public static async Task<VifHarness> StartAsync(int maxQueues = 4, bool inProcessNetback = true)
+    /// <param name="guests">When set, <see cref="DomainManager.CreateAsync"/> starts each domain's agent (and
+    /// <see cref="DomainManager.CreateAgentlessAsync"/> still makes domains for <see cref="CreateGuestAsync"/>).</param>
+    public static async Task<VifHarness> StartAsync(int maxQueues = 4, bool inProcessNetback = true, GuestAgents? guests = null)
     {
         var h = new VifHarness();
         h.Dom0 = await XenstoreClient.ConnectAsync(h.Listener.SocketPath);
-        h.Manager = new DomainManager(h.Host, h.Dom0, spawner: null);
+        h.Manager = guests is null
+            ? new DomainManager(h.Host, h.Dom0, spawner: null)
+            : new DomainManager(h.Host, h.Dom0, new AgentSpawner(CgroupLayout.Detect(), guests.Names), new DomainManagerOptions
+            {
+                AgentCommand = [guests.Agent],
+                HiddenPaths = [h.Dir],
+                LogDirectory = h.Dir,
+                StopTimeoutMs = 2000,
+            });
         if (inProcessNetback) await h.StartNetbackAsync(maxQueues);
         return h;
     }
+
+    /// <summary>What the real guests' agents logged (one file per guest in the run directory).</summary>
+    public string GuestLogs() => string.Join("\n", Directory.EnumerateFiles(_dir, "*.log").Select(f =>
+    {
+        try { return $"== {Path.GetFileName(f)}\n{File.ReadAllText(f)}"; }
+        catch (IOException) { return ""; }
+    }));
 
     /// <summary>Starts (again) netback's vif service on its own xenstore connection, as a restarted daemon would.</summary>
     public async Task StartNetbackAsync(int maxQueues = 4)
@@ -87,7 +110,7 @@ public sealed class VifHarness : IAsyncDisposable
             var parts = rate.Split(',');
             vif = vif with { Rate = new VifRate(ulong.Parse(parts[0]), uint.Parse(parts[1])) };
         }
-        var record = await Manager.CreateAsync(new DomainConfig { Name = name, MemoryMiB = 8, Vcpus = 1, Vifs = [vif] });
+        var record = await Manager.CreateAgentlessAsync(new DomainConfig { Name = name, MemoryMiB = 8, Vcpus = 1, Vifs = [vif] });
         var memory = record.Hosted.Memory.Duplicate();
         var hypercall = record.Hosted.TakeGuestEnd();
         int memFd = (int)memory.DangerousGetHandle(), hcFd = (int)hypercall.DangerousGetHandle();

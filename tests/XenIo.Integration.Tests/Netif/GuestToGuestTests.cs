@@ -80,9 +80,9 @@ public sealed class GuestToGuestTests : IDisposable
         Requires.Tool("iperf3");
         Requires.Tool("tshark");
         Requires.Tool("ping");
-        var repo = RepoRoot()!;
-        var agent = FindGuestAgent(repo);
-        Skip.If(agent is null, "no xenio-guest build found (bin/lib/xenio-guest or guest/bin/*/net10.0/xenio-guest): run `make build` first");
+        var repo = RepoBuild.Root()!;
+        var agent = RepoBuild.GuestAgent();
+        Skip.If(agent is null, RepoBuild.NoGuestAgent);
         _env = new Dictionary<string, string> { ["XENIO_GUEST_AGENT"] = agent! };
         var up = Xenio("up", "--run-dir", _run);
         Assert.True(up.Code == 0, up.Output + Logs());
@@ -197,21 +197,6 @@ public sealed class GuestToGuestTests : IDisposable
         try { return File.ReadAllText($"/proc/{pid}/cmdline"); }
         catch (IOException) { return ""; }
         catch (UnauthorizedAccessException) { return ""; }
-    }
-
-    private static string? RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "XenIo.sln"))) return dir.FullName;
-        return null;
-    }
-
-    private static string? FindGuestAgent(string repo)
-    {
-        string[] candidates = [Path.Combine(repo, "bin", "lib", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Release", "net10.0", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Debug", "net10.0", "xenio-guest")];
-        return candidates.FirstOrDefault(File.Exists);
     }
 
     public void Dispose()

@@ -11,7 +11,7 @@ public sealed class SystemdUnitTests
     public void Example_units_verify_cleanly()
     {
         Requires.Tool("systemd-analyze");
-        var repo = RepoRoot();
+        var repo = RepoBuild.Root();
         Skip.If(repo is null, "the repository (XenIo.sln) is not above the test binaries");
         var units = Directory.GetFiles(Path.Combine(repo!, "examples", "systemd"));
         Assert.Contains(units, u => u.EndsWith("xenio.service", StringComparison.Ordinal));
@@ -40,12 +40,5 @@ public sealed class SystemdUnitTests
         {
             dir.Delete(true);
         }
-    }
-
-    private static string? RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "XenIo.sln"))) return d.FullName;
-        return null;
     }
 }

@@ -102,9 +102,9 @@ public sealed class UpDownTests : IDisposable
     public void A_domain_created_between_up_and_down_is_gone_with_its_netns_after_down()
     {
         Requires.Root();
-        var agent = FindGuestAgent();
-        Skip.If(agent is null, "no xenio-guest build found (bin/lib/xenio-guest or guest/bin/*/net10.0/xenio-guest): run `make build` first");
-        var repo = RepoRoot()!;
+        var agent = RepoBuild.GuestAgent();
+        Skip.If(agent is null, RepoBuild.NoGuestAgent);
+        var repo = RepoBuild.Root()!;
         var env = new Dictionary<string, string> { ["XENIO_GUEST_AGENT"] = agent! };
         var up = Xenio(env, "up", "--run-dir", _run);
         Assert.True(up.Code == 0, up.Output + Logs());
@@ -121,23 +121,6 @@ public sealed class UpDownTests : IDisposable
         }
         Assert.Empty(DaemonPids());
         Assert.DoesNotContain($"{_instance}web", Netns.Run("ip", "netns", "list"));
-    }
-
-    private static string? RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "XenIo.sln"))) return dir.FullName;
-        return null;
-    }
-
-    private static string? FindGuestAgent()
-    {
-        if (RepoRoot() is not { } repo) return null;
-        // `make build` publishes the NativeAOT agent next to xenio; a plain build leaves the JIT one.
-        string[] candidates = [Path.Combine(repo, "bin", "lib", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Release", "net10.0", "xenio-guest"),
-            Path.Combine(repo, "guest", "bin", "Debug", "net10.0", "xenio-guest")];
-        return candidates.FirstOrDefault(File.Exists);
     }
 
     public void Dispose()
