@@ -16,14 +16,24 @@ public sealed record VxlanPortOptions(IPEndPoint Local, int Vni, IReadOnlyList<V
 {
     /// <summary>A socket already bound to <see cref="Local"/> (created in another network namespace, say); null to bind one here.</summary>
     public Socket? BoundSocket { get; init; }
+
+    /// <summary>How many MACs the port learns behind its remotes at most (<see cref="VtepTable"/>).</summary>
+    public int LearningLimit { get; init; } = VtepTable.DefaultLimit;
+
+    /// <summary>How long a MAC learned behind a remote is kept without being seen again.</summary>
+    public TimeSpan LearningAging { get; init; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>The clock of the learned entries' ages (tests move it).</summary>
+    public TimeProvider? Time { get; init; }
 }
 
 /// <summary>
 /// A VXLAN tunnel (RFC 7348) as a switch port: Ethernet frames in UDP to port 4789 (or the configured
 /// one), interoperating with a Linux kernel vxlan interface. It binds to a configured address and only
 /// accepts packets from the configured remotes with that remote's VNI; anything else is dropped and
-/// counted (<see cref="DropReason.UnknownPeer"/>). Outgoing frames go to every remote (head-end replication),
-/// sent with don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux)
+/// counted (<see cref="DropReason.UnknownPeer"/>). It learns which remote each inner source MAC lives
+/// behind (<see cref="Learned"/>): a frame to a learned unicast MAC goes to that remote alone; broadcast,
+/// multicast and unknown unicast go to every remote (head-end replication). Frames are sent with don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux)
 /// leaves room for the 50 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
 /// never forwards from one VXLAN port to another. Offloaded frames are segmented by the bridge first.
 /// </summary>
@@ -35,6 +45,7 @@ public sealed class VxlanPort : SwitchPort
     private readonly int[] _vnis;
     private readonly byte[] _send = new byte[VxlanHeader.Length + EtherTypes.MaxFrameLength];
     private readonly CancellationTokenSource _stop = new();
+    private readonly VtepTable _learned;
     private Task? _receive;
 
     public VxlanPort(string name, VxlanPortOptions options) : base(name)
@@ -48,6 +59,7 @@ public sealed class VxlanPort : SwitchPort
         if (options.BoundSocket is null) _socket.Bind(options.Local);
         if (_socket.AddressFamily == AddressFamily.InterNetwork) _socket.DontFragment = true;
         _socket.Blocking = false;
+        _learned = new VtepTable(options.LearningLimit, options.LearningAging, options.Time);
         Mtu = 1450;
     }
 
@@ -57,12 +69,20 @@ public sealed class VxlanPort : SwitchPort
     public int Vni => _options.Vni;
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
+    /// <summary>The MACs learned behind the remotes.</summary>
+    public VtepTable Learned => _learned;
+
     /// <summary>One line per first refusal of a source, for the daemon's log.</summary>
     public event Action<string>? Log;
 
     protected internal override void OnAttached() => _receive = Task.Run(ReceiveLoop);
 
-    protected internal override void OnDetached() => Stop();
+    protected internal override void OnDetached()
+    {
+        Stop();
+        // Attached again (to another bridge, say), it starts from what it hears then.
+        _learned.Flush();
+    }
 
     private async Task ReceiveLoop()
     {
@@ -109,11 +129,21 @@ public sealed class VxlanPort : SwitchPort
                 Counters.CountDrop(DropReason.UnknownPeer);
                 continue;
             }
+            LearnSource(buffer.AsSpan(VxlanHeader.Length, n - VxlanHeader.Length), remote);
             // The VXLAN header in front of the frame is the headroom the bridge needs for a tag.
             var metadata = FrameMetadata.Plain(n - VxlanHeader.Length);
             Deliver(buffer, VxlanHeader.Length, ref metadata);
         }
     }
+
+    /// <summary>Learns the inner frame's source behind <paramref name="remote"/>; short frames and group sources are left to the bridge to drop.</summary>
+    private void LearnSource(ReadOnlySpan<byte> frame, int remote)
+    {
+        if (frame.Length < EtherTypes.EthernetHeaderLength || (frame[EtherTypes.MacLength] & 1) != 0) return;
+        _learned.Learn(Mac(frame[EtherTypes.MacLength..]), remote);
+    }
+
+    private static ulong Mac(ReadOnlySpan<byte> bytes) => (ulong)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(bytes) << 16 | System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
 
     /// <summary>Compares only the address (a kernel vxlan picks its source port from a flow hash).</summary>
     private int FromRemote(SocketAddress from)
@@ -136,25 +166,35 @@ public sealed class VxlanPort : SwitchPort
     {
         var packet = _send.AsSpan(0, VxlanHeader.Length + frame.Length);
         frame.CopyTo(packet[VxlanHeader.Length..]);
+        // A unicast destination learned behind one remote goes there alone; anything else to all.
+        var known = frame.Length >= EtherTypes.MacLength && (frame[0] & 1) == 0 ? _learned.Lookup(Mac(frame)) : -1;
+        if ((uint)known < (uint)_remotes.Length) return SendTo(packet, known);
         var result = DropReason.None;
         for (var i = 0; i < _remotes.Length; i++)
         {
-            VxlanHeader.Write(packet, _vnis[i]);
-            try
-            {
-                _socket.SendTo(packet, SocketFlags.None, _remotes[i]);
-            }
-            catch (SocketException e)
-            {
-                result = e.SocketErrorCode switch
-                {
-                    SocketError.WouldBlock or SocketError.NoBufferSpaceAvailable => DropReason.QueueFull,
-                    SocketError.MessageSize => DropReason.TooBig,
-                    _ => DropReason.TxError,
-                };
-            }
+            var sent = SendTo(packet, i);
+            if (sent != DropReason.None) result = sent;
         }
         return result;
+    }
+
+    private DropReason SendTo(Span<byte> packet, int remote)
+    {
+        VxlanHeader.Write(packet, _vnis[remote]);
+        try
+        {
+            _socket.SendTo(packet, SocketFlags.None, _remotes[remote]);
+            return DropReason.None;
+        }
+        catch (SocketException e)
+        {
+            return e.SocketErrorCode switch
+            {
+                SocketError.WouldBlock or SocketError.NoBufferSpaceAvailable => DropReason.QueueFull,
+                SocketError.MessageSize => DropReason.TooBig,
+                _ => DropReason.TxError,
+            };
+        }
     }
 
     private void Stop()
