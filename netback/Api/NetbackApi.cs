@@ -4,6 +4,7 @@ using System.Text.Json;
 using XenIo.Netback.Xenbus;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
+using XenIo.VSwitch.Ports;
 using XenIo.VSwitch.Management;
 
 namespace XenIo.Netback.Api;
@@ -199,6 +200,22 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             w.WriteBoolean("static", e.Static);
             w.WriteNumber("age_seconds", (long)e.Age.TotalSeconds);
             w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        // Where each MAC behind a VXLAN port lives: its remote tunnel endpoint (Linux's `bridge fdb` "dst").
+        w.WriteStartArray("tunnel_entries");
+        foreach (var vxlan in bridge.Ports.OfType<VxlanPort>())
+        {
+            foreach (var e in vxlan.Learned.Snapshot(vxlan.Options).OrderBy(e => e.Mac))
+            {
+                w.WriteStartObject();
+                w.WriteString("port", vxlan.Name);
+                w.WriteString("mac", FormatMac(e.Mac));
+                w.WriteString("remote", e.Remote.EndPoint.ToString());
+                w.WriteNumber("vni", e.Vni);
+                w.WriteNumber("age_seconds", (long)e.Age.TotalSeconds);
+                w.WriteEndObject();
+            }
         }
         w.WriteEndArray();
         w.WriteEndObject();

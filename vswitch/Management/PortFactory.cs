@@ -40,7 +40,7 @@ public sealed class PortFactory(EpollLoop loop)
                 CheckKnown(config, "listen", "connect", "allow", "allow-uid");
                 return new StreamPort(config.Name, StreamOptions(o));
             case "vxlan":
-                CheckKnown(config, "local", "vni", "remotes");
+                CheckKnown(config, "local", "vni", "remotes", "ageing", "maxaddress");
                 return new VxlanPort(config.Name, VxlanOptions(o));
             default:
                 throw new ArgumentException($"port kind {config.Kind} is not built here (patch ports come in pairs)");
@@ -117,7 +117,14 @@ public sealed class PortFactory(EpollLoop loop)
             remotes.Add(new VxlanRemote(Endpoint(slash >= 0 ? r[..slash] : r, "remotes"), remoteVni));
         }
         if (remotes.Count == 0) throw Bad("remotes", remotesText, "at least one ip[:port][/vni]");
-        return new VxlanPortOptions(local, vni, remotes);
+        // As Linux's vxlan: ageing in seconds, maxaddress the most MACs learned behind the remotes.
+        var ageing = Option(o, "ageing", "300");
+        if (!int.TryParse(ageing, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) || seconds is < 1 or > 1_000_000)
+            throw Bad("ageing", ageing, "seconds, 1-1000000");
+        var maxaddress = Option(o, "maxaddress", VtepTable.DefaultLimit.ToString(CultureInfo.InvariantCulture));
+        if (!int.TryParse(maxaddress, NumberStyles.None, CultureInfo.InvariantCulture, out var limit) || limit is < 1 or > 1 << 20)
+            throw Bad("maxaddress", maxaddress, "an integer 1-1048576");
+        return new VxlanPortOptions(local, vni, remotes) { LearningAging = TimeSpan.FromSeconds(seconds), LearningLimit = limit };
     }
 
     private static IPEndPoint Endpoint(string text, string key)

@@ -276,6 +276,10 @@ internal static class SwitchVerb
             var sb = new StringBuilder(" port  VLAN  MAC                Age\n");
             foreach (var e in doc.RootElement.GetProperty("entries").EnumerateArray())
                 sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("port").GetString(),5}  {e.GetProperty("vlan").GetInt32(),4}  {e.GetProperty("mac").GetString()}  {(e.GetProperty("static").GetBoolean() ? "static" : e.GetProperty("age_seconds").GetInt64().ToString(CultureInfo.InvariantCulture))}\n");
+            // MACs behind VXLAN ports, with their remote tunnel endpoint, as `bridge fdb show` lists a vxlan's.
+            if (doc.RootElement.TryGetProperty("tunnel_entries", out var tunnels))
+                foreach (var e in tunnels.EnumerateArray())
+                    sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("mac").GetString()} dev {e.GetProperty("port").GetString()} dst {e.GetProperty("remote").GetString()} vni {e.GetProperty("vni").GetInt32()} age {e.GetProperty("age_seconds").GetInt64()}\n");
             Console.Out.Write(sb.ToString());
             return 0;
         }));

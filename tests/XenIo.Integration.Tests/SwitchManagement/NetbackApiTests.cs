@@ -85,6 +85,35 @@ public sealed class NetbackApiTests : IAsyncDisposable
         Assert.Contains("a config error", (await Get("/errors")).Body);
     }
 
+    [Fact]
+    public async Task TheFdbListsMacsLearnedBehindVxlanRemotes()
+    {
+        using var remote = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        remote.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var vxlan = new PortConfig("v1", "vxlan")
+        {
+            Options = new SortedDictionary<string, string> { ["local"] = "127.0.0.1:0", ["vni"] = "42", ["remotes"] = remote.LocalEndPoint!.ToString()! },
+        };
+        var config = new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br1"] = new("br1") { Ports = new Dictionary<string, PortConfig> { ["v1"] = vxlan } } });
+        Assert.Empty(_reconciler.Apply(config));
+        var port = Assert.IsType<XenIo.VSwitch.Ports.VxlanPort>(_reconciler.FindBridge("br1")!.FindPort("v1"));
+        var packet = new byte[8 + 60];
+        XenIo.VSwitch.Ports.VxlanHeader.Write(packet, 42);
+        packet.AsSpan(8, 6).Fill(0xFF);
+        byte[] source = [0x02, 0, 0, 0, 0, 0x42];
+        source.CopyTo(packet, 8 + 6);
+        remote.SendTo(packet, port.LocalEndPoint);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (port.Learned.Count == 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
+
+        using var doc = JsonDocument.Parse((await Get("/bridges/br1/fdb")).Body);
+        var entry = Assert.Single(doc.RootElement.GetProperty("tunnel_entries").EnumerateArray());
+        Assert.Equal("v1", entry.GetProperty("port").GetString());
+        Assert.Equal("02:00:00:00:00:42", entry.GetProperty("mac").GetString());
+        Assert.Equal(remote.LocalEndPoint.ToString(), entry.GetProperty("remote").GetString());
+        Assert.Equal(42, entry.GetProperty("vni").GetInt32());
+    }
+
     [Theory]
     [InlineData("/bridges/nope", 404, "no bridge nope")]
     [InlineData("/bridges/nope/fdb", 404, "no bridge nope")]

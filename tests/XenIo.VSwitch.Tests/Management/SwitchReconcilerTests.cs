@@ -77,6 +77,24 @@ public sealed class SwitchReconcilerTests : IDisposable
     }
 
     [Fact]
+    public void VxlanLearningOptionsAreAppliedAndCheckedLikeLinuxs()
+    {
+        static PortConfig Vxlan(string name, string ageing, string maxaddress) => new(name, "vxlan")
+        {
+            Options = new SortedDictionary<string, string>
+            {
+                ["local"] = "127.0.0.1:0", ["vni"] = "7", ["remotes"] = "127.0.0.2", ["ageing"] = ageing, ["maxaddress"] = maxaddress,
+            },
+        };
+        var errors = _reconciler.Apply(Config(Bridge("br0", Vxlan("v1", "60", "100"), Vxlan("v2", "0", "100"), Vxlan("v3", "60", "lots"))));
+        var v1 = Assert.IsType<VxlanPort>(_reconciler.FindBridge("br0")!.FindPort("v1"));
+        Assert.Equal((TimeSpan.FromSeconds(60), 100), (v1.Options.LearningAging, v1.Learned.Limit));
+        Assert.Equal(2, errors.Count);
+        Assert.Contains(errors, e => e.Contains("br0/v2") && e.Contains("ageing='0'"));
+        Assert.Contains(errors, e => e.Contains("br0/v3") && e.Contains("maxaddress='lots'"));
+    }
+
+    [Fact]
     public void PatchPortsJoinTwoBridgesAndLeaveTogether()
     {
         var a = new PortConfig("pa", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br1/pb" } };
