@@ -61,6 +61,9 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
                 }
                 await response.WriteJsonAsync(200, Json(w => WriteVifs(w, all, vifName))).ConfigureAwait(false);
                 return;
+            case ["mirrors"] when request.Method == "GET":
+                await response.WriteJsonAsync(200, Json(w => WriteMirrors(w, reconciler.Mirrors))).ConfigureAwait(false);
+                return;
             case ["capture"] when request.Method == "GET":
                 await CaptureAsync(request, response, cancellationToken).ConfigureAwait(false);
                 return;
@@ -216,6 +219,23 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
                 w.WriteNumber("age_seconds", (long)e.Age.TotalSeconds);
                 w.WriteEndObject();
             }
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static void WriteMirrors(Utf8JsonWriter w, IReadOnlyList<MirrorStatus> mirrors)
+    {
+        w.WriteStartObject();
+        w.WriteStartArray("mirrors");
+        foreach (var m in mirrors.OrderBy(m => m.Bridge, StringComparer.Ordinal).ThenBy(m => m.Config.Name, StringComparer.Ordinal))
+        {
+            w.WriteStartObject();
+            w.WriteString("bridge", m.Bridge);
+            MirrorConfigJson.WriteFields(w, m.Config);
+            w.WriteNumber("captured", m.Captured);
+            w.WriteNumber("filtered_out", m.FilteredOut);
+            w.WriteEndObject();
         }
         w.WriteEndArray();
         w.WriteEndObject();

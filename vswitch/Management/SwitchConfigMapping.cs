@@ -96,17 +96,27 @@ public static class SwitchConfigMapping
     {
         keys[$"{prefix}/file"] = mirror.File;
         if (mirror.Ports.Count > 0) keys[$"{prefix}/ports"] = string.Join(',', mirror.Ports);
-        keys[$"{prefix}/directions"] = mirror.Directions switch
-        {
-            CaptureDirection.Ingress => "in",
-            CaptureDirection.Egress => "out",
-            _ => "both",
-        };
+        keys[$"{prefix}/directions"] = DirectionsText(mirror.Directions);
         if (mirror.Vlans is not null) keys[$"{prefix}/vlans"] = mirror.Vlans;
         if (mirror.Filter is not null) keys[$"{prefix}/filter"] = mirror.Filter;
         keys[$"{prefix}/snaplen"] = Int(mirror.Snaplen);
         keys[$"{prefix}/format"] = mirror.PcapNg ? "pcapng" : "pcap";
     }
+
+    /// <summary>A mirror's directions as its <c>directions</c> key spells them: in, out or both.</summary>
+    public static string DirectionsText(CaptureDirection directions) => directions switch
+    {
+        CaptureDirection.Ingress => "in",
+        CaptureDirection.Egress => "out",
+        _ => "both",
+    };
+
+    /// <summary>
+    /// A port a mirror selects, by the name the bridge gives it: interface-name rules (1-15 characters,
+    /// no '/', ',' or white space), so netback's vif ports (<c>vif3.0</c>) can be named too.
+    /// </summary>
+    public static bool IsValidPortReference(string name) =>
+        name.Length is >= 1 and <= 15 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.');
 
     private static string Int(long v) => v.ToString(CultureInfo.InvariantCulture);
 
@@ -284,8 +294,8 @@ public static class SwitchConfigMapping
                     break;
                 case "ports":
                     var ports = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-                    if (ports.All(IsValidName)) mirror = mirror with { Ports = ports };
-                    else errors.Add(new ConfigError(full, value, "valid: comma-separated port names"));
+                    if (ports.Length > 0 && ports.All(IsValidPortReference)) mirror = mirror with { Ports = ports };
+                    else errors.Add(new ConfigError(full, value, "valid: comma-separated port names (1-15 of A-Za-z0-9_.-)"));
                     break;
                 case "directions":
                     if (value is "in" or "out" or "both")

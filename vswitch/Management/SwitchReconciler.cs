@@ -34,6 +34,17 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         }
     }
 
+    /// <summary>The persistent mirrors that are capturing now, with their counters (a snapshot).</summary>
+    public IReadOnlyList<MirrorStatus> Mirrors
+    {
+        get
+        {
+            lock (_gate)
+                return [.. _bridges.Values.SelectMany(live => live.Mirrors.Values.Select(m =>
+                    new MirrorStatus(live.Bridge.Name, m.Config, m.Mirror.Captured, m.Mirror.FilteredOut)))];
+        }
+    }
+
     /// <summary>What the last <see cref="Apply"/> could not do (parse errors are the caller's to add).</summary>
     public IReadOnlyList<string> Errors => Volatile.Read(ref _errors);
 
@@ -247,3 +258,6 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             foreach (var name in _bridges.Keys.ToArray()) RemoveBridge(name);
     }
 }
+
+/// <summary>A persistent mirror as it runs: its configuration, the frames it wrote and those its filter left out.</summary>
+public sealed record MirrorStatus(string Bridge, MirrorConfig Config, long Captured, long FilteredOut);

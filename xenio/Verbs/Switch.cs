@@ -14,7 +14,7 @@ namespace XenIo.Cli.Verbs;
 /// <c>xenio switch …</c>: configuration verbs write <c>/xenio/switch</c> in xenstore (netback applies it
 /// live); listings ask netback's API. Values are validated by the same mapping netback parses with.
 /// </summary>
-internal static class SwitchVerb
+internal static partial class SwitchVerb
 {
     public static Command Build()
     {
@@ -29,6 +29,9 @@ internal static class SwitchVerb
         command.Subcommands.Add(Fdb(runDir));
         command.Subcommands.Add(FdbFlush(runDir));
         command.Subcommands.Add(Stats(runDir));
+        command.Subcommands.Add(AddMirror(runDir));
+        command.Subcommands.Add(DelMirror(runDir));
+        command.Subcommands.Add(ListMirrors(runDir));
         return command;
     }
 
@@ -181,7 +184,11 @@ internal static class SwitchVerb
     }
 
     /// <summary>GETs or POSTs a netback endpoint and returns its JSON; unknown bridges and a stopped daemon become clear errors.</summary>
-    internal static async Task<JsonDocument> Api(string runDirectory, HttpMethod method, string path, CancellationToken ct)
+    internal static async Task<JsonDocument> Api(string runDirectory, HttpMethod method, string path, CancellationToken ct) =>
+        (await TryApi(runDirectory, method, path, whenDown: false, ct).ConfigureAwait(false))!;
+
+    /// <summary>As <see cref="Api"/>, but null when netback is not running and <paramref name="whenDown"/> allows it.</summary>
+    private static async Task<JsonDocument?> TryApi(string runDirectory, HttpMethod method, string path, bool whenDown, CancellationToken ct)
     {
         using var http = Instance.Netback(runDirectory, out var socket);
         HttpResponseMessage reply;
@@ -191,6 +198,7 @@ internal static class SwitchVerb
         }
         catch (HttpRequestException e)
         {
+            if (whenDown) return null;
             throw Instance.NetbackDown(socket, e.InnerException ?? e);
         }
         using (reply)

@@ -188,6 +188,42 @@ public sealed class SwitchVerbsTests : IDisposable
             Assert.All(interfaces, l => Assert.StartsWith($"{br}/{tapB}", l));
         }
 
+        // A persistent mirror: what it refuses, then echo requests leaving through tapB only, in pcapng.
+        var mirrorFile = Path.Combine(_root, "icmp-out.pcapng");
+        void Refused(string expected, params string[] args)
+        {
+            var (code, _, err) = Verb(["switch", "add-mirror", .. args]);
+            Assert.True(code == 1 && err.Contains(expected, StringComparison.Ordinal), $"add-mirror {string.Join(' ', args)}: exit {code}, '{err}' lacks '{expected}'");
+        }
+        Refused("no bridge nosuchbr", "nosuchbr", "m1", "-w", mirrorFile);
+        Refused("directions = 'sideways'", br, "m1", "-w", mirrorFile, "--direction", "sideways");
+        Refused("not a valid capture filter", br, "m1", "-w", mirrorFile, "-f", "not a (filter");
+        Refused($"has no port nosuch; its ports: {tapA}, {tapB}", br, "m1", "-w", mirrorFile, "--ports", "nosuch");
+        Refused("snaplen = '0'", br, "m1", "-w", mirrorFile, "-s", "0");
+        Refused("vlans = '5000'", br, "m1", "-w", mirrorFile, "--vlans", "5000");
+        Refused("does not exist", br, "m1", "-w", Path.Combine(_root, "no", "such", "dir", "x.pcap"));
+        Refused("mirror name 'a/b' is invalid", br, "a/b", "-w", mirrorFile);
+        Ok("switch", "add-mirror", br, "icmpout", "-i", tapB, "--direction", "out", "-f", "icmp", "--pcapng", "-w", mirrorFile);
+        Refused("has a mirror icmpout already", br, "icmpout", "-w", mirrorFile);
+        Assert.True(Ping(nsA, "198.18.77.2", 5));
+        var listed = Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray().Single();
+        Assert.Equal(("icmpout", mirrorFile, "out", "icmp", "pcapng", true), (listed.GetProperty("name").GetString(), listed.GetProperty("file").GetString(),
+            listed.GetProperty("directions").GetString(), listed.GetProperty("filter").GetString(), listed.GetProperty("format").GetString(), listed.GetProperty("active").GetBoolean()));
+        Assert.Equal(5, listed.GetProperty("captured").GetInt64());
+        Assert.Contains($"{br,-15} icmpout", Ok("switch", "list-mirrors"));
+        Ok("switch", "del-mirror", br, "icmpout");
+        Assert.Contains("has no mirror icmpout", Verb("switch", "del-mirror", br, "icmpout").Err);
+        Assert.Empty(Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray());
+        // Closed by del-mirror, so tshark reads it whole: the five requests, leaving through tapB.
+        var mirrored = Netns.Run(tshark, "-r", mirrorFile, "-T", "fields", "-e", "icmp.type", "-e", "frame.interface_name", "-e", "frame.packet_flags_direction")
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(5, mirrored.Length);
+        Assert.All(mirrored, l => Assert.Matches($"^8\t{br}/{tapB}\t(0x0*2|2|Outbound)", l));
+
+        // One more, left in place: netback's restart below must bring it back.
+        Ok("switch", "add-mirror", br, "everything", "-w", Path.Combine(_root, "everything.pcap"));
+
         // set-port in place, then del-port removes it live.
         Ok("switch", "set-port", br, tapA, "--vlan-mode", "access", "--tag", "9");
         WaitFor(() => Port(Json("switch", "show", "--json").GetProperty("bridges").EnumerateArray().Single(b => b.GetProperty("name").GetString() == br), tapA)
@@ -207,6 +243,8 @@ public sealed class SwitchVerbsTests : IDisposable
         Assert.Contains(br, restored);
         Assert.Contains("xenbr0", restored);
         Assert.True(LinkExists(tapA), "the restored TAP port was not re-created");
+        WaitFor(() => Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray()
+            .Any(m => m.GetProperty("name").GetString() == "everything" && m.GetProperty("active").GetBoolean()), "the mirror restored with the bridge");
 
         Ok("switch", "del-br", br);
         WaitFor(() => !LinkExists(tapA), "bridge removal takes its TAP");
