@@ -101,7 +101,7 @@ public sealed unsafe class ForeignDomain : IDisposable
             UnlockPins();
         }
         for (int i = 0; i < chunk.Length; i++)
-            if (chunk[i].Status == GrantStatus.Okay) Buffer.MemoryCopy(sources[i], dests[i], chunk[i].Length, chunk[i].Length);
+            if (chunk[i].Status == GrantStatus.Okay) PageCopy.Copy(sources[i], dests[i], chunk[i].Length);
         LockPins();
         ReleaseChunkLocked(chunk, table);
         UnlockPins();
@@ -236,7 +236,7 @@ public sealed unsafe class ForeignDomain : IDisposable
             dest = localBase + op.Dest.Offset;
         }
 
-        Buffer.MemoryCopy(source, dest, length, length);
+        PageCopy.Copy(source, dest, (int)length);
 
         destDomain?.Release(op.Dest.Ref, readOnly: false);
         sourceDomain?.Release(op.Source.Ref, readOnly: true);
