@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Ports;
 using XenIo.VSwitch.Tests.Core;
+using static XenIo.VSwitch.Tests.Ports.VxlanPortTests;
 using Xunit;
 
 namespace XenIo.VSwitch.Tests.Ports;
@@ -26,21 +27,6 @@ public sealed class VxlanLearningTests : IDisposable
             [(IPEndPoint)_r1.LocalEndPoint!, new VxlanRemote((IPEndPoint)_r2.LocalEndPoint!, 200)]) { Time = _time, LearningLimit = 16 });
         _bridge.AddPort(_local);
         _bridge.AddPort(_vxlan);
-    }
-
-    private static Socket Udp(string address)
-    {
-        var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 10_000 };
-        s.Bind(new IPEndPoint(IPAddress.Parse(address), 0));
-        return s;
-    }
-
-    private static byte[] Packet(int vni, byte[] frame)
-    {
-        var p = new byte[8 + frame.Length];
-        VxlanHeader.Write(p, vni);
-        frame.CopyTo(p, 8);
-        return p;
     }
 
     /// <summary>A frame from <paramref name="mac"/> arriving from remote <paramref name="remote"/> (1 or 2), delivered to the local port.</summary>

@@ -20,14 +20,14 @@ public class VxlanPortTests
         Assert.Equal(-1, VxlanHeader.ReadVni(new byte[7]));
     }
 
-    private static Socket Udp(string address)
+    internal static Socket Udp(string address)
     {
         var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 10_000 };
         s.Bind(new IPEndPoint(IPAddress.Parse(address), 0));
         return s;
     }
 
-    private static byte[] Packet(int vni, byte[] frame, byte flags = 0x08)
+    internal static byte[] Packet(int vni, byte[] frame, byte flags = 0x08)
     {
         var p = new byte[8 + frame.Length];
         VxlanHeader.Write(p, vni);
