@@ -9,41 +9,92 @@ namespace XenIo.Bench.VSwitch;
 /// tap2tap.tcp_gbps.{xenio,kernel_bridge,ovs_netdev,ovs_netdev_tso,vde}: one iperf3 TCP stream between
 /// two fresh namespaces (MTU 1500), through our bridge with two TAP ports and, in the same run, through
 /// each peer of the shared harness (bench/XenIo.Bench/Peers), with the ratios against Open vSwitch's
-/// userspace datapath with TSO (the peer to beat) and the kernel bridge (the stretch).
+/// userspace datapath with TSO (the peer to beat) and the kernel bridge (the stretch). Ours and the
+/// peer to beat run in <see cref="Rounds"/> adjacent pairs, alternating which goes first, and each
+/// figure is the median: one 5-second stream on a shared 2-core machine swings by ±10 %, which is
+/// the margin the target is judged by. The other peers run once.
 /// </summary>
 public sealed class Tap2TapBenchmark : ISystemBenchmark
 {
+    private const int Rounds = 3;
+
     public string Name => "tap2tap";
 
     public Task RunAsync(BenchContext context, CancellationToken cancellationToken)
     {
+        var why = Environment.UserName != "root" ? "needs root (namespaces, TAP devices)"
+            : PeerProcesses.Which("iperf3") is null ? "iperf3 is not installed" : null;
+        var tso = new OvsNetdevPeer(userspaceTso: true);
         double? xenio = null;
-        if (Environment.UserName != "root") context.Unavailable("tap2tap.tcp_gbps.xenio", "needs root (namespaces, TAP devices)");
-        else if (PeerProcesses.Which("iperf3") is null) context.Unavailable("tap2tap.tcp_gbps.xenio", "iperf3 is not installed");
+        var peers = new Dictionary<string, double>();
+        if (why is not null)
+        {
+            context.Unavailable("tap2tap.tcp_gbps.xenio", why);
+        }
         else
         {
             try
             {
-                xenio = RunXenio();
-                context.Report("tap2tap.tcp_gbps.xenio", xenio.Value, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500");
+                var (ours, theirs, ratio) = Paired(context, tso, cancellationToken);
+                xenio = ours;
+                context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {Rounds}");
+                if (theirs is { } t)
+                {
+                    peers[tso.Key] = t;
+                    context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {Rounds}");
+                    context.Report("tap2tap.ratio_vs_ovs_netdev_tso", ratio!.Value, "ratio", $"xenio / ovs_netdev_tso, median of {Rounds} adjacent pairs, same run", 1.0);
+                }
             }
             catch (Exception e)
             {
                 context.Unavailable("tap2tap.tcp_gbps.xenio", $"failed: {e.Message}");
             }
         }
+        if (xenio is null || !peers.ContainsKey(tso.Key)) context.Unavailable("tap2tap.ratio_vs_ovs_netdev_tso", "xenio or ovs_netdev_tso was not measured");
 
-        var peers = PeerHarness.Run(context, PeerHarness.AllPeers(), cancellationToken: cancellationToken);
-        Ratio(context, xenio, peers, "ovs_netdev_tso", "tap2tap.ratio_vs_ovs_netdev_tso", target: 1.0);
-        Ratio(context, xenio, peers, "kernel_bridge", "tap2tap.ratio_vs_kernel_bridge", target: null);
+        foreach (var (key, gbps) in PeerHarness.Run(context, PeerHarness.AllPeers().Where(p => p.Key != tso.Key), cancellationToken: cancellationToken))
+            peers[key] = gbps;
+        if (xenio is not { } x) context.Unavailable("tap2tap.ratio_vs_kernel_bridge", "tap2tap.tcp_gbps.xenio was not measured");
+        else if (!peers.TryGetValue("kernel_bridge", out var k) || k <= 0) context.Unavailable("tap2tap.ratio_vs_kernel_bridge", "tap2tap.tcp_gbps.kernel_bridge was not measured");
+        else context.Report("tap2tap.ratio_vs_kernel_bridge", x / k, "ratio", "xenio / kernel_bridge, same run");
         return Task.CompletedTask;
     }
 
-    private static void Ratio(BenchContext context, double? xenio, Dictionary<string, double> peers, string peer, string key, double? target)
+    /// <summary>Ours and <paramref name="peer"/> in adjacent pairs: the medians of each and of the pairs' ratios (peer figures null when it cannot run).</summary>
+    private static (double Ours, double? Theirs, double? Ratio) Paired(BenchContext context, IPeerPath peer, CancellationToken cancellationToken)
     {
-        if (xenio is not { } x) context.Unavailable(key, "tap2tap.tcp_gbps.xenio was not measured");
-        else if (!peers.TryGetValue(peer, out var p) || p <= 0) context.Unavailable(key, $"tap2tap.tcp_gbps.{peer} was not measured");
-        else context.Report(key, x / p, "ratio", $"xenio / {peer}, same run", target);
+        var missing = peer.Missing();
+        if (missing is not null) context.Unavailable($"tap2tap.tcp_gbps.{peer.Key}", missing);
+        var ours = new List<double>();
+        var theirs = new List<double>();
+        var ratios = new List<double>();
+        var dir = Path.Combine(context.WorkDirectory, "peers");
+        for (var r = 0; r < Rounds && !cancellationToken.IsCancellationRequested; r++)
+        {
+            double x, t = 0;
+            if (missing is not null) x = RunXenio();
+            else if (r % 2 == 0)
+            {
+                x = RunXenio();
+                t = peer.Measure(dir);
+            }
+            else
+            {
+                t = peer.Measure(dir);
+                x = RunXenio();
+            }
+            ours.Add(x);
+            if (missing is not null) continue;
+            theirs.Add(t);
+            if (t > 0) ratios.Add(x / t);
+        }
+        return (Median(ours), missing is null ? Median(theirs) : null, ratios.Count > 0 ? Median(ratios) : null);
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        return values[values.Count / 2];
     }
 
     private static double RunXenio()
