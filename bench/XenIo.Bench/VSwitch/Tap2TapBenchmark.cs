@@ -10,14 +10,10 @@ namespace XenIo.Bench.VSwitch;
 /// two fresh namespaces (MTU 1500), through our bridge with two TAP ports and, in the same run, through
 /// each peer of the shared harness (bench/XenIo.Bench/Peers), with the ratios against Open vSwitch's
 /// userspace datapath with TSO (the peer to beat) and the kernel bridge (the stretch). Ours and the
-/// peer to beat run in <see cref="Rounds"/> adjacent pairs, alternating which goes first, and each
-/// figure is the median: one 5-second stream on a shared 2-core machine swings by ±10 %, which is
-/// the margin the target is judged by. The other peers run once.
+/// peer to beat run in <see cref="PairedRounds"/> (medians of adjacent pairs); the other peers once.
 /// </summary>
 public sealed class Tap2TapBenchmark : ISystemBenchmark
 {
-    private const int Rounds = 3;
-
     public string Name => "tap2tap";
 
     public Task RunAsync(BenchContext context, CancellationToken cancellationToken)
@@ -35,14 +31,15 @@ public sealed class Tap2TapBenchmark : ISystemBenchmark
         {
             try
             {
-                var (ours, theirs, ratio) = Paired(context, tso, cancellationToken);
+                if (tso.Missing() is { } missing) context.Unavailable($"tap2tap.tcp_gbps.{tso.Key}", missing);
+                var (ours, theirs, ratio) = PairedRounds.Run(RunXenio, tso, Path.Combine(context.WorkDirectory, "peers"), cancellationToken);
                 xenio = ours;
-                context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {Rounds}");
+                context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
                 if (theirs is { } t)
                 {
                     peers[tso.Key] = t;
-                    context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {Rounds}");
-                    context.Report("tap2tap.ratio_vs_ovs_netdev_tso", ratio!.Value, "ratio", $"xenio / ovs_netdev_tso, median of {Rounds} adjacent pairs, same run", 1.0);
+                    context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
+                    context.Report("tap2tap.ratio_vs_ovs_netdev_tso", ratio!.Value, "ratio", $"xenio / ovs_netdev_tso, median of {PairedRounds.Rounds} adjacent pairs, same run", 1.0);
                 }
             }
             catch (Exception e)
@@ -58,43 +55,6 @@ public sealed class Tap2TapBenchmark : ISystemBenchmark
         else if (!peers.TryGetValue("kernel_bridge", out var k) || k <= 0) context.Unavailable("tap2tap.ratio_vs_kernel_bridge", "tap2tap.tcp_gbps.kernel_bridge was not measured");
         else context.Report("tap2tap.ratio_vs_kernel_bridge", x / k, "ratio", "xenio / kernel_bridge, same run");
         return Task.CompletedTask;
-    }
-
-    /// <summary>Ours and <paramref name="peer"/> in adjacent pairs: the medians of each and of the pairs' ratios (peer figures null when it cannot run).</summary>
-    private static (double Ours, double? Theirs, double? Ratio) Paired(BenchContext context, IPeerPath peer, CancellationToken cancellationToken)
-    {
-        var missing = peer.Missing();
-        if (missing is not null) context.Unavailable($"tap2tap.tcp_gbps.{peer.Key}", missing);
-        var ours = new List<double>();
-        var theirs = new List<double>();
-        var ratios = new List<double>();
-        var dir = Path.Combine(context.WorkDirectory, "peers");
-        for (var r = 0; r < Rounds && !cancellationToken.IsCancellationRequested; r++)
-        {
-            double x, t = 0;
-            if (missing is not null) x = RunXenio();
-            else if (r % 2 == 0)
-            {
-                x = RunXenio();
-                t = peer.Measure(dir);
-            }
-            else
-            {
-                t = peer.Measure(dir);
-                x = RunXenio();
-            }
-            ours.Add(x);
-            if (missing is not null) continue;
-            theirs.Add(t);
-            if (t > 0) ratios.Add(x / t);
-        }
-        return (Median(ours), missing is null ? Median(theirs) : null, ratios.Count > 0 ? Median(ratios) : null);
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
     }
 
     private static double RunXenio()
