@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using XenIo.Net.Frames;
@@ -33,8 +34,9 @@ public sealed record VxlanPortOptions(IPEndPoint Local, int Vni, IReadOnlyList<V
 /// accepts packets from the configured remotes with that remote's VNI; anything else is dropped and
 /// counted (<see cref="DropReason.UnknownPeer"/>). It learns which remote each inner source MAC lives
 /// behind (<see cref="Learned"/>): a frame to a learned unicast MAC goes to that remote alone; broadcast,
-/// multicast and unknown unicast go to every remote (head-end replication). Frames are sent with don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux)
-/// leaves room for the 50 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
+/// multicast and unknown unicast go to every remote (head-end replication). Frames are sent with
+/// don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux) leaves room
+/// for the 50 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
 /// never forwards from one VXLAN port to another. Offloaded frames are segmented by the bridge first.
 /// </summary>
 public sealed class VxlanPort : SwitchPort
@@ -143,7 +145,7 @@ public sealed class VxlanPort : SwitchPort
         _learned.Learn(Mac(frame[EtherTypes.MacLength..]), remote);
     }
 
-    private static ulong Mac(ReadOnlySpan<byte> bytes) => (ulong)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(bytes) << 16 | System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
+    private static ulong Mac(ReadOnlySpan<byte> bytes) => (ulong)BinaryPrimitives.ReadUInt32BigEndian(bytes) << 16 | BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
 
     /// <summary>Compares only the address (a kernel vxlan picks its source port from a flow hash).</summary>
     private int FromRemote(SocketAddress from)
