@@ -139,7 +139,7 @@ public sealed unsafe class ForeignDomain : IDisposable
         {
             status = AcquireLocked(table, op.Source.Ref, readOnly: true, map: false, out uint frame);
             if (status != GrantStatus.Okay) return status;
-            source = table + ((nint)frame << DomainMemory.PageShift) + op.Source.Offset;
+            source = DomainMemory.PageAt(table, frame) + op.Source.Offset;
         }
         else
         {
@@ -153,7 +153,7 @@ public sealed unsafe class ForeignDomain : IDisposable
                 if (sourceGref) ReleaseLocked(table, op.Source.Ref, readOnly: true);
                 return status;
             }
-            dest = table + ((nint)frame << DomainMemory.PageShift) + op.Dest.Offset;
+            dest = DomainMemory.PageAt(table, frame) + op.Dest.Offset;
         }
         else
         {

@@ -126,7 +126,10 @@ public sealed unsafe class DomainMemory : IDisposable
     public bool Contains(uint frame) => frame < FrameCount;
 
     /// <summary>The page of a frame the caller has already checked (<see cref="Contains"/>).</summary>
-    internal byte* PagePointer(uint frame) => Base + ((nint)frame << PageShift);
+    internal byte* PagePointer(uint frame) => PageAt(Base, frame);
+
+    /// <summary>The same from a base address a caller holds across a loop.</summary>
+    internal static byte* PageAt(byte* memoryBase, uint frame) => memoryBase + ((nint)frame << PageShift);
 
     internal byte* Base => _base != null ? _base : throw new ObjectDisposedException(nameof(DomainMemory));
 

@@ -191,15 +191,8 @@ public sealed class Bridge
 
     private void RefreshPlainEgress(SwitchPort port)
     {
-        var table = _egressByVlan[port.Index]!;
-        var untagged = -1;
-        for (var vid = 0; vid < VlanIds; vid++)
-        {
-            if (table[vid] != VlanEgress.Untagged) continue;
-            // Every mode sends at most one VLAN untagged; were there two, the general path would serve both.
-            untagged = untagged < 0 ? vid : int.MaxValue;
-        }
-        var plain = port.AdminUp && port.EgressLimit is null && untagged is >= 0 and < VlanIds;
+        var untagged = port.Vlan.UntaggedEgressVlan;
+        var plain = port.AdminUp && port.EgressLimit is null && untagged >= 0;
         _plainEgress[port.Index] = plain
             ? new PlainEgress { Port = port, Vlan = untagged, MaxLength = port.Mtu + EtherTypes.EthernetHeaderLength }
             : new PlainEgress { Vlan = -1 };

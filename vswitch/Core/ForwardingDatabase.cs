@@ -84,21 +84,28 @@ public sealed class ForwardingDatabase
 
     public static ulong Key(ulong mac, int vlan) => Occupied | (ulong)(vlan & 0xFFF) << 48 | (mac & 0xFFFF_FFFF_FFFF);
 
-    // Fibonacci hashing; BatchView.TryLearnAndLookup computes the same.
-    private int Home(ulong key) => (int)((key * 0x9E3779B97F4A7C15UL) >> _shift);
+    private int Home(ulong key) => HomeOf(key, _shift);
+
+    /// <summary>Fibonacci hashing: the top bits of the key times the golden ratio, <paramref name="shift"/> = 64 - log2(capacity).</summary>
+    private static int HomeOf(ulong key, int shift) => (int)((key * 0x9E3779B97F4A7C15UL) >> shift);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Find(ulong key)
+    private int Find(ulong key) => Probe(ref MemoryMarshal.GetArrayDataReference(_slots), _mask, _shift, key);
+
+    /// <summary>
+    /// The slot holding <paramref name="key"/>, or -1: linear probing from its home slot to the first
+    /// empty one. No bounds checks: the home is below the capacity and every step is masked by it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Probe(ref Slot slots, int mask, int shift, ulong key)
     {
-        // Probe without bounds checks: Home is below the capacity and every step is masked by it.
-        ref var slots = ref MemoryMarshal.GetArrayDataReference(_slots);
-        var i = Home(key);
+        var i = HomeOf(key, shift);
         while (true)
         {
             var k = Unsafe.Add(ref slots, i).Key;
             if (k == key) return i;
             if (k == 0) return -1;
-            i = (i + 1) & _mask;
+            i = (i + 1) & mask;
         }
     }
 
@@ -199,33 +206,18 @@ public sealed class ForwardingDatabase
         public bool TryLearnAndLookup(ulong source, ulong destination, int port, out int found)
         {
             found = -1;
-            var i = (int)((source * 0x9E3779B97F4A7C15UL) >> _shift);
-            while (true)
-            {
-                ref var slot = ref Unsafe.Add(ref _slots, i);
-                if (slot.Key == source)
-                {
-                    if (slot.Port != port) return false;
-                    if (_now - slot.LastSeen > _refresh) slot.LastSeen = _now;
-                    break;
-                }
-                if (slot.Key == 0) return false;
-                i = (i + 1) & _mask;
-            }
+            var i = Probe(ref _slots, _mask, _shift, source);
+            if (i < 0) return false;
+            ref var slot = ref Unsafe.Add(ref _slots, i);
+            if (slot.Port != port) return false;
+            if (_now - slot.LastSeen > _refresh) slot.LastSeen = _now;
             if (destination == 0) return true;
-            i = (int)((destination * 0x9E3779B97F4A7C15UL) >> _shift);
-            while (true)
-            {
-                ref var slot = ref Unsafe.Add(ref _slots, i);
-                if (slot.Key == destination)
-                {
-                    if (!slot.Static && _now - slot.LastSeen > _aging) return false;
-                    found = slot.Port;
-                    return true;
-                }
-                if (slot.Key == 0) return false;
-                i = (i + 1) & _mask;
-            }
+            i = Probe(ref _slots, _mask, _shift, destination);
+            if (i < 0) return false;
+            slot = ref Unsafe.Add(ref _slots, i);
+            if (!slot.Static && _now - slot.LastSeen > _aging) return false;
+            found = slot.Port;
+            return true;
         }
     }
 

@@ -118,6 +118,14 @@ public sealed record PortVlan(VlanMode Mode, ushort Tag, VlanSet Trunks)
     }
 
     /// <summary>Whether and how a frame of <paramref name="vlan"/> leaves this port.</summary>
+    /// <summary>The one VLAN this port sends untagged (<see cref="Egress"/> is Untagged for it alone), or -1 for none.</summary>
+    public int UntaggedEgressVlan => Mode switch
+    {
+        VlanMode.Access or VlanMode.NativeUntagged => Tag,
+        VlanMode.Trunk => Trunks.Contains(0) ? 0 : -1,
+        _ => -1,
+    };
+
     public VlanEgress Egress(int vlan)
     {
         switch (Mode)

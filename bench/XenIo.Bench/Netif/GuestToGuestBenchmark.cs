@@ -24,9 +24,7 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
 
     public async Task RunAsync(BenchContext context, CancellationToken cancellationToken)
     {
-        var why = Environment.UserName != "root" ? "needs root (namespaces, cgroups, TAP devices)"
-            : PeerProcesses.Which("iperf3") is null ? "iperf3 is not installed" : null;
-        if (why is not null)
+        if (PeerHarness.Unrunnable("namespaces, cgroups, TAP devices") is { } why)
         {
             Unavailable(context, why);
             return;
@@ -57,8 +55,6 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
     /// <summary>The peer the target is set against; measured between our rounds, while the guests stay up.</summary>
     private static readonly OvsNetdevPeer Tso = new(userspaceTso: true);
 
-
-
     private static void Unavailable(BenchContext context, string why)
     {
         context.Unavailable(TcpKey, why);
@@ -66,24 +62,13 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
         context.Unavailable("guest2guest.ratio_vs_ovs_netdev_tso", why);
     }
 
-    /// <summary>Every ratio against the peers' namespace-to-namespace TCP figures of this run.</summary>
+    /// <summary>The ratio against the kernel bridge, measured namespace to namespace in this run (the stretch; no target).</summary>
     private static void Ratios(BenchContext context, double tcp, CancellationToken cancellationToken)
     {
-        var peers = new Dictionary<string, double>();
-        foreach (var f in context.Figures)
-            if (f.Key.StartsWith("tap2tap.tcp_gbps.", StringComparison.Ordinal) && !double.IsNaN(f.Value) && f.Value > 0)
-                peers[f.Key["tap2tap.tcp_gbps.".Length..]] = f.Value;
-        // Each benchmark runs in a process of its own: the kernel bridge is measured here (ovs_netdev_tso was, beside our rounds).
-        var missing = PeerHarness.AllPeers().Where(p => p.Key is "kernel_bridge" && !peers.ContainsKey(p.Key)).ToList();
-        foreach (var (k, v) in PeerHarness.Run(context, missing, "guest2guest.peer_tcp_gbps.", cancellationToken)) peers[k] = v;
-        foreach (var peer in new[] { "kernel_bridge", "ovs_netdev", "vde" })
-        {
-            var key = $"guest2guest.ratio_vs_{peer}";
-            if (peers.TryGetValue(peer, out var p) && p > 0)
-                context.Report(key, tcp / p, "ratio", $"{TcpKey} / {peer} namespace-to-namespace, same run");
-            else if (peer is "kernel_bridge")
-                context.Unavailable(key, $"the {peer} figure was not measured in this run");
-        }
+        const string Key = "guest2guest.ratio_vs_kernel_bridge";
+        var peers = PeerHarness.Run(context, PeerHarness.AllPeers().Where(p => p.Key == "kernel_bridge"), "guest2guest.peer_tcp_gbps.", cancellationToken);
+        if (peers.TryGetValue("kernel_bridge", out var k) && k > 0) context.Report(Key, tcp / k, "ratio", $"{TcpKey} / kernel_bridge namespace-to-namespace, same run");
+        else context.Unavailable(Key, "the kernel_bridge figure was not measured in this run");
     }
 
     private sealed record PeerPair(double Gbps, double Ratio);

@@ -10,11 +10,15 @@ public static class PeerHarness
     public static IReadOnlyList<IPeerPath> AllPeers() =>
         [new KernelBridgePeer(), new OvsNetdevPeer(userspaceTso: false), new OvsNetdevPeer(userspaceTso: true), new VdePeer()];
 
+    /// <summary>Why no iperf3 path can be measured here (not root, no iperf3), or null; <paramref name="rootFor"/> says what root is needed for.</summary>
+    public static string? Unrunnable(string rootFor) =>
+        Environment.UserName != "root" ? $"needs root ({rootFor})"
+        : PeerProcesses.Which("iperf3") is null ? "iperf3 is not installed" : null;
+
     public static Dictionary<string, double> Run(BenchContext context, IEnumerable<IPeerPath> peers, string prefix = "tap2tap.tcp_gbps.", CancellationToken cancellationToken = default)
     {
         var results = new Dictionary<string, double>();
-        var why = Environment.UserName != "root" ? "needs root (namespaces, TAP devices)"
-            : PeerProcesses.Which("iperf3") is null ? "iperf3 is not installed" : null;
+        var why = Unrunnable("namespaces, TAP devices");
         foreach (var peer in peers)
         {
             var key = prefix + peer.Key;

@@ -18,13 +18,10 @@ internal static class BenchRunner
         var repoRoot = FindRepoRoot();
         var outDir = Path.GetFullPath(options.OutDirectory, repoRoot);
         var workDir = Path.Combine(outDir, "work");
-        if (options.Isolated is null)
-        {
-            if (Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
-            Directory.CreateDirectory(workDir);
-        }
-
+        // A child shares its parent's work directory.
         if (options.Isolated is { } name) return await IsolatedRun.RunChildAsync(name, options.FiguresFile!, repoRoot, workDir, RunOneAsync);
+        if (Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
+        Directory.CreateDirectory(workDir);
 
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();

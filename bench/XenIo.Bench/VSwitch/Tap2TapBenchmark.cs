@@ -18,43 +18,44 @@ public sealed class Tap2TapBenchmark : ISystemBenchmark
 
     public Task RunAsync(BenchContext context, CancellationToken cancellationToken)
     {
-        var why = Environment.UserName != "root" ? "needs root (namespaces, TAP devices)"
-            : PeerProcesses.Which("iperf3") is null ? "iperf3 is not installed" : null;
         var tso = new OvsNetdevPeer(userspaceTso: true);
-        double? xenio = null;
-        var peers = new Dictionary<string, double>();
-        if (why is not null)
-        {
-            context.Unavailable("tap2tap.tcp_gbps.xenio", why);
-        }
-        else
-        {
-            try
-            {
-                if (tso.Missing() is { } missing) context.Unavailable($"tap2tap.tcp_gbps.{tso.Key}", missing);
-                var (ours, theirs, ratio) = PairedRounds.Run(RunXenio, tso, Path.Combine(context.WorkDirectory, "peers"), cancellationToken);
-                xenio = ours;
-                context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
-                if (theirs is { } t)
-                {
-                    peers[tso.Key] = t;
-                    context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
-                    context.Report("tap2tap.ratio_vs_ovs_netdev_tso", ratio!.Value, "ratio", $"xenio / ovs_netdev_tso, median of {PairedRounds.Rounds} adjacent pairs, same run", 1.0);
-                }
-            }
-            catch (Exception e)
-            {
-                context.Unavailable("tap2tap.tcp_gbps.xenio", $"failed: {e.Message}");
-            }
-        }
-        if (xenio is null || !peers.ContainsKey(tso.Key)) context.Unavailable("tap2tap.ratio_vs_ovs_netdev_tso", "xenio or ovs_netdev_tso was not measured");
-
-        foreach (var (key, gbps) in PeerHarness.Run(context, PeerHarness.AllPeers().Where(p => p.Key != tso.Key), cancellationToken: cancellationToken))
-            peers[key] = gbps;
+        var xenio = MeasurePaired(context, tso, cancellationToken);
+        var peers = PeerHarness.Run(context, PeerHarness.AllPeers().Where(p => p.Key != tso.Key), cancellationToken: cancellationToken);
         if (xenio is not { } x) context.Unavailable("tap2tap.ratio_vs_kernel_bridge", "tap2tap.tcp_gbps.xenio was not measured");
         else if (!peers.TryGetValue("kernel_bridge", out var k) || k <= 0) context.Unavailable("tap2tap.ratio_vs_kernel_bridge", "tap2tap.tcp_gbps.kernel_bridge was not measured");
         else context.Report("tap2tap.ratio_vs_kernel_bridge", x / k, "ratio", "xenio / kernel_bridge, same run");
         return Task.CompletedTask;
+    }
+
+    /// <summary>Ours and <paramref name="tso"/> in paired rounds: reports both and the ratio the target is on; returns ours.</summary>
+    private static double? MeasurePaired(BenchContext context, OvsNetdevPeer tso, CancellationToken cancellationToken)
+    {
+        const string RatioKey = "tap2tap.ratio_vs_ovs_netdev_tso";
+        if (PeerHarness.Unrunnable("namespaces, TAP devices") is { } why)
+        {
+            context.Unavailable("tap2tap.tcp_gbps.xenio", why);
+            context.Unavailable(RatioKey, why);
+            return null;
+        }
+        try
+        {
+            if (tso.Missing() is { } missing) context.Unavailable($"tap2tap.tcp_gbps.{tso.Key}", missing);
+            var (ours, theirs, ratio) = PairedRounds.Run(RunXenio, tso, Path.Combine(context.WorkDirectory, "peers"), cancellationToken);
+            context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
+            if (theirs is { } t && ratio is { } r)
+            {
+                context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
+                context.Report(RatioKey, r, "ratio", $"xenio / ovs_netdev_tso, median of {PairedRounds.Rounds} adjacent pairs, same run", 1.0);
+            }
+            else context.Unavailable(RatioKey, "ovs_netdev_tso was not measured");
+            return ours;
+        }
+        catch (Exception e)
+        {
+            context.Unavailable("tap2tap.tcp_gbps.xenio", $"failed: {e.Message}");
+            context.Unavailable(RatioKey, "tap2tap.tcp_gbps.xenio was not measured");
+            return null;
+        }
     }
 
     private static double RunXenio()

@@ -150,4 +150,18 @@ public class VlanTests
         Assert.Equal(tagged, nt.Single());
         Assert.Equal(38, nt.Sent[0].Metadata.CsumStart);
     }
+
+    public static TheoryData<PortVlan> Configs => new()
+    {
+        PortVlan.Default, PortVlan.Access(10), PortVlan.Trunk(VlanSet.Parse("0,5")), PortVlan.Trunk(VlanSet.Parse("5-7")),
+        PortVlan.NativeTagged(4, VlanSet.Parse("9")), PortVlan.NativeUntagged(4, VlanSet.Parse("0,9")),
+    };
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void The_untagged_egress_vlan_is_the_one_egress_sends_untagged(PortVlan config)
+    {
+        var untagged = Enumerable.Range(0, 4096).Where(v => config.Egress(v) == VlanEgress.Untagged).ToArray();
+        Assert.Equal(untagged.Length == 0 ? -1 : Assert.Single(untagged), config.UntaggedEgressVlan);
+    }
 }
