@@ -12,9 +12,9 @@ public interface ICaptureSink : IDisposable
 }
 
 /// <summary>A pcap sink: one interface for everything (the format has no per-packet interface or direction).</summary>
-public sealed class PcapSink(Stream stream, int snaplen = PcapWriter.DefaultSnaplen, bool nanoseconds = true, bool ownsStream = true) : ICaptureSink
+public sealed class PcapSink(Stream stream, int snaplen = PcapWriter.DefaultSnaplen, bool nanoseconds = true, bool ownsStream = true, bool continues = false) : ICaptureSink
 {
-    private readonly PcapWriter _writer = new(stream, snaplen, nanoseconds);
+    private readonly PcapWriter _writer = new(stream, snaplen, nanoseconds, continues);
     private readonly Lock _gate = new();
 
     public long Records => _writer.Records;

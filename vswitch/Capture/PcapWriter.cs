@@ -19,13 +19,15 @@ public sealed class PcapWriter
     private readonly Stream _stream;
     private readonly byte[] _record = new byte[16];
 
-    public PcapWriter(Stream stream, int snaplen = DefaultSnaplen, bool nanoseconds = true)
+    /// <param name="continues">The stream already holds this format's file header (a capture being continued): write records only.</param>
+    public PcapWriter(Stream stream, int snaplen = DefaultSnaplen, bool nanoseconds = true, bool continues = false)
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (snaplen <= 0) throw new ArgumentOutOfRangeException(nameof(snaplen));
         _stream = stream;
         Snaplen = snaplen;
         Nanoseconds = nanoseconds;
+        if (continues) return;
         Span<byte> header = stackalloc byte[24];
         WriteFileHeader(header, snaplen, nanoseconds);
         _stream.Write(header);

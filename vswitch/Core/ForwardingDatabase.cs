@@ -178,20 +178,22 @@ public sealed class ForwardingDatabase
     internal readonly ref struct BatchView
     {
         private readonly ref Slot _slots;
-        private readonly int _mask;
+        private readonly ForwardingDatabase _table;
         private readonly int _shift;
-        private readonly long _now;
-        private readonly long _refresh;
-        private readonly long _aging;
+        // The two times a frame is compared against, precomputed so each per-frame test is one compare:
+        // a source last seen before the first gets its timestamp refreshed, a destination last seen
+        // before the second has aged out.
+        private readonly long _refreshBefore;
+        private readonly long _expiredBefore;
 
         public BatchView(ForwardingDatabase table, long now)
         {
+            table._batchNow = now;
             _slots = ref MemoryMarshal.GetArrayDataReference(table._slots);
-            _mask = table._mask;
+            _table = table;
             _shift = table._shift;
-            _now = now;
-            _refresh = table._refreshTicks;
-            _aging = table._agingTicks;
+            _refreshBefore = now - table._refreshTicks;
+            _expiredBefore = now - table._agingTicks;
         }
 
         /// <summary>
@@ -200,26 +202,39 @@ public sealed class ForwardingDatabase
         /// the common frame only: a source already learned on this port (refreshed) and a destination that
         /// is live or not looked up. Anything else (a new or moved source, an unknown or aged-out
         /// destination) returns false with nothing done but the refresh, which is idempotent, and the
-        /// frame takes the full path. No calls, so a caller's loop keeps its registers.
+        /// frame takes the full path. No calls, so a caller's loop keeps its registers; what only a
+        /// collision or a refresh needs is read from the table there.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool TryLearnAndLookup(ulong source, ulong destination, int port, out int found)
         {
             found = -1;
-            var i = Probe(ref _slots, _mask, _shift, source);
-            if (i < 0) return false;
+            var i = HomeOf(source, _shift);
+            ulong key;
+            while ((key = Unsafe.Add(ref _slots, i).Key) != source)
+            {
+                if (key == 0) return false;
+                i = (i + 1) & _table._mask;
+            }
             ref var slot = ref Unsafe.Add(ref _slots, i);
             if (slot.Port != port) return false;
-            if (_now - slot.LastSeen > _refresh) slot.LastSeen = _now;
+            if (slot.LastSeen < _refreshBefore) slot.LastSeen = _table._batchNow;
             if (destination == 0) return true;
-            i = Probe(ref _slots, _mask, _shift, destination);
-            if (i < 0) return false;
+            i = HomeOf(destination, _shift);
+            while ((key = Unsafe.Add(ref _slots, i).Key) != destination)
+            {
+                if (key == 0) return false;
+                i = (i + 1) & _table._mask;
+            }
             slot = ref Unsafe.Add(ref _slots, i);
-            if (!slot.Static && _now - slot.LastSeen > _aging) return false;
+            if (slot.LastSeen < _expiredBefore && !slot.Static) return false;
             found = slot.Port;
             return true;
         }
     }
+
+    /// <summary>The clock reading of the batch in hand, which <see cref="BatchView"/> stamps refreshed sources with.</summary>
+    private long _batchNow;
 
     /// <summary>The lookup of a key: the port, or -1 when unknown or aged out (then removed).</summary>
     private int LookupKey(ulong key, long now)

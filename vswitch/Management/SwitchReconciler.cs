@@ -189,8 +189,9 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             if (live.Mirrors.ContainsKey(wanted.Name)) continue;
             try
             {
-                var stream = new FileStream(wanted.File, FileMode.Create, FileAccess.Write, FileShare.Read);
-                ICaptureSink sink = wanted.PcapNg ? new PcapNgSink(stream, wanted.Snaplen) : new PcapSink(stream, wanted.Snaplen);
+                // A restarted netback continues the file; add-mirror is what starts a new one.
+                var stream = CaptureFile.OpenResuming(wanted.File, wanted.PcapNg, wanted.Snaplen, out var continues);
+                ICaptureSink sink = wanted.PcapNg ? new PcapNgSink(stream, wanted.Snaplen) : new PcapSink(stream, wanted.Snaplen, continues: continues);
                 var selection = new MirrorSelection(wanted.Ports.Count == 0 ? null : wanted.Ports.ToHashSet(), wanted.Directions,
                     wanted.Vlans is null ? null : VlanSet.Parse(wanted.Vlans));
                 Mirror mirror;

@@ -63,6 +63,11 @@ internal static partial class SwitchVerb
             if (await Exists(xs, relative, ct).ConfigureAwait(false))
                 throw new CliException($"bridge {bridge} has a mirror {mirror} already (remove it with `xenio switch del-mirror {bridge} {mirror}`)");
             await CheckPortsAsync(run, bridge, parsed!.Ports, ct).ConfigureAwait(false);
+            var (config, _) = await SwitchStore.ReadAsync(xs, [], ct).ConfigureAwait(false);
+            if (config.Bridges.Values.SelectMany(b => b.Mirrors.Values.Select(m => (Bridge: b.Name, Mirror: m))).FirstOrDefault(o => o.Mirror.File == path) is { Mirror: not null } other)
+                throw new CliException($"-w {parse.GetValue(file)}: mirror {other.Bridge}/{other.Mirror.Name} writes that file already; give this one a file of its own");
+            // add-mirror starts a new capture, as tcpdump -w does; a restarted netback continues the file instead.
+            File.Delete(path);
             await SwitchStore.WriteAsync(xs, keys.ToDictionary(kv => $"{relative}/{kv.Key}", kv => kv.Value), replace: relative, cancellationToken: ct).ConfigureAwait(false);
             await ReportStartAsync(run, bridge, mirror, ct).ConfigureAwait(false);
             return 0;
