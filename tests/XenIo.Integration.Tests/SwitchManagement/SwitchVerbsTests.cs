@@ -205,6 +205,7 @@ public sealed class SwitchVerbsTests : IDisposable
         Refused("mirror name 'a/b' is invalid", br, "a/b", "-w", mirrorFile);
         Ok("switch", "add-mirror", br, "icmpout", "-i", tapB, "--direction", "out", "-f", "icmp", "--pcapng", "-w", mirrorFile);
         Refused("has a mirror icmpout already", br, "icmpout", "-w", mirrorFile);
+        Refused($"mirror {br}/icmpout writes that file already", br, "other", "-w", mirrorFile);
         Assert.True(Ping(nsA, "198.18.77.2", 5));
         var listed = Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray().Single();
         Assert.Equal(("icmpout", mirrorFile, "out", "icmp", "pcapng", true), (listed.GetProperty("name").GetString(), listed.GetProperty("file").GetString(),
@@ -221,8 +222,11 @@ public sealed class SwitchVerbsTests : IDisposable
         Assert.Equal(5, mirrored.Length);
         Assert.All(mirrored, l => Assert.Matches($"^8\t{br}/{tapB}\t(0x0*2|2|Outbound)", l));
 
-        // One more, left in place: netback's restart below must bring it back.
-        Ok("switch", "add-mirror", br, "everything", "-w", Path.Combine(_root, "everything.pcap"));
+        // One more, left in place: netback's restart below must bring it back and continue its file.
+        var everything = Path.Combine(_root, "everything.pcap");
+        File.WriteAllText(everything, "an old file add-mirror replaces\n");
+        Ok("switch", "add-mirror", br, "everything", "-w", everything);
+        Assert.True(Ping(nsA, "198.18.77.2", 2));
 
         // set-port in place, then del-port removes it live.
         Ok("switch", "set-port", br, tapA, "--vlan-mode", "access", "--tag", "9");
@@ -237,6 +241,8 @@ public sealed class SwitchVerbsTests : IDisposable
         // Restart netback: the configuration comes back from xenstore.
         await StopAsync(netback);
         Assert.Equal(0, netback.ExitCode);
+        var capturedBeforeRestart = Records(tshark, everything);
+        Assert.True(capturedBeforeRestart >= 4, $"{capturedBeforeRestart} records in {everything}");
         netback = StartNetback();
         WaitFor(() => Verb("switch", "show", "--json").Out.Contains(tapA), "restored port");
         var restored = Json("switch", "show", "--json").GetProperty("bridges").EnumerateArray().Select(b => b.GetProperty("name").GetString()).ToArray();
@@ -245,12 +251,19 @@ public sealed class SwitchVerbsTests : IDisposable
         Assert.True(LinkExists(tapA), "the restored TAP port was not re-created");
         WaitFor(() => Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray()
             .Any(m => m.GetProperty("name").GetString() == "everything" && m.GetProperty("active").GetBoolean()), "the mirror restored with the bridge");
+        Assert.Equal(capturedBeforeRestart, Records(tshark, everything)); // continued, not started afresh
 
         Ok("switch", "del-br", br);
         WaitFor(() => !LinkExists(tapA), "bridge removal takes its TAP");
         await StopAsync(netback);
         await StopAsync(xenstored);
     }
+
+    /// <summary>How many records tshark reads from a capture file.</summary>
+    private static int Records(string tshark, string file) =>
+        Netns.Run(tshark, "-r", file, "-T", "fields", "-e", "frame.number")
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Count(l => !l.StartsWith("Running as", StringComparison.Ordinal));
 
     public void Dispose()
     {
