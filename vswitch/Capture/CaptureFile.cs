@@ -20,7 +20,8 @@ public static class CaptureFile
     /// </summary>
     public static FileStream OpenResuming(string path, bool pcapNg, int snaplen, out bool continuesPcap)
     {
-        var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
+        // A large buffer: continuing a long capture walks its record headers once, a few bytes at a time.
+        var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1 << 16);
         try
         {
             continuesPcap = false;
