@@ -168,7 +168,11 @@ public sealed class ForwardingDatabase
     }
 
     /// <summary>The table as the batch path reads it, with its fields in a value the caller keeps in registers across a loop.</summary>
-    internal BatchView ForBatch(long now) => new(this, now);
+    internal BatchView ForBatch(long now)
+    {
+        _batchNow = now;
+        return new(this, now);
+    }
 
     /// <summary>
     /// The batch path's view of the table: its fields copied once, so a loop over frames does not reload
@@ -188,7 +192,6 @@ public sealed class ForwardingDatabase
 
         public BatchView(ForwardingDatabase table, long now)
         {
-            table._batchNow = now;
             _slots = ref MemoryMarshal.GetArrayDataReference(table._slots);
             _table = table;
             _shift = table._shift;

@@ -181,9 +181,7 @@ public sealed class SwitchVerbsTests : IDisposable
             var file = Path.Combine(_root, "one-port.pcapng");
             var (code, _, capErr) = Verb("capture", br, "-i", tapB, "--pcapng", "-c", "3", "-w", file);
             Assert.True(code == 0, capErr);
-            var interfaces = Netns.Run(tshark, "-r", file, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.p2p_dir")
-                .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+            var interfaces = TsharkFields(tshark, file, "frame.interface_name", "frame.p2p_dir");
             Assert.Equal(3, interfaces.Length);
             Assert.All(interfaces, l => Assert.StartsWith($"{br}/{tapB}", l));
         }
@@ -216,9 +214,7 @@ public sealed class SwitchVerbsTests : IDisposable
         Assert.Contains("has no mirror icmpout", Verb("switch", "del-mirror", br, "icmpout").Err);
         Assert.Empty(Json("switch", "list-mirrors", br, "--json").GetProperty("mirrors").EnumerateArray());
         // Closed by del-mirror, so tshark reads it whole: the five requests, leaving through tapB.
-        var mirrored = Netns.Run(tshark, "-r", mirrorFile, "-T", "fields", "-e", "icmp.type", "-e", "frame.interface_name", "-e", "frame.packet_flags_direction")
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+        var mirrored = TsharkFields(tshark, mirrorFile, "icmp.type", "frame.interface_name", "frame.packet_flags_direction");
         Assert.Equal(5, mirrored.Length);
         Assert.All(mirrored, l => Assert.Matches($"^8\t{br}/{tapB}\t(0x0*2|2|Outbound)", l));
 
@@ -259,11 +255,14 @@ public sealed class SwitchVerbsTests : IDisposable
         await StopAsync(xenstored);
     }
 
-    /// <summary>How many records tshark reads from a capture file.</summary>
-    private static int Records(string tshark, string file) =>
-        Netns.Run(tshark, "-r", file, "-T", "fields", "-e", "frame.number")
+    /// <summary>tshark's lines for a capture file, one per record with the given fields tab-separated (its "Running as" notice dropped).</summary>
+    private static string[] TsharkFields(string tshark, string file, params string[] fields) =>
+        Netns.Run(tshark, ["-r", file, "-T", "fields", .. fields.SelectMany(f => new[] { "-e", f })])
             .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Count(l => !l.StartsWith("Running as", StringComparison.Ordinal));
+            .Where(l => !l.StartsWith("Running as", StringComparison.Ordinal)).ToArray();
+
+    /// <summary>How many records tshark reads from a capture file.</summary>
+    private static int Records(string tshark, string file) => TsharkFields(tshark, file, "frame.number").Length;
 
     public void Dispose()
     {
