@@ -1,5 +1,6 @@
 using System.Globalization;
 using XenIo.Hypervisor.Abi;
+using XenIo.Hypervisor.Xenbus;
 
 namespace XenIo.Blkback.Xenbus;
 
@@ -17,13 +18,11 @@ namespace XenIo.Blkback.Xenbus;
 /// </list>
 /// Everything read from the frontend's directory is guest-controlled and parsed strictly.
 /// </summary>
-public sealed class VbdBackendMachine
+public sealed class VbdBackendMachine : XenbusBackendMachine<VbdAction>
 {
     public const string NativeProtocol = "x86_64-abi";
 
     private readonly VbdFeatures _features;
-    private bool _ringsConnected;
-    private bool _connecting;
 
     public VbdBackendMachine(VbdFeatures features)
     {
@@ -34,11 +33,13 @@ public sealed class VbdBackendMachine
         _features = features;
     }
 
-    /// <summary>The backend state last written.</summary>
-    public XenbusState State { get; private set; } = XenbusState.Initialising;
-
     /// <summary>The rings the frontend asked for, while connecting or connected.</summary>
     public VbdRingSetup? Rings { get; private set; }
+
+    protected override VbdAction StateAction(XenbusState state) => new VbdSwitchState(state);
+    protected override VbdAction DisconnectAction() => new VbdDisconnectRings();
+    protected override VbdAction ErrorAction(string message) => new VbdReportError(message);
+    protected override void OnDisconnected() => Rings = null;
 
     /// <summary>Publishes what the backend supports before the frontend looks, then InitWait.</summary>
     public IReadOnlyList<VbdAction> Start()
@@ -69,7 +70,7 @@ public sealed class VbdBackendMachine
                     Disconnect(actions);
                     Switch(actions, XenbusState.InitWait);
                 }
-                else if (State == XenbusState.Connected || _connecting)
+                else if (State == XenbusState.Connected || Connecting)
                 {
                     Disconnect(actions);
                     Switch(actions, XenbusState.InitWait);
@@ -78,32 +79,20 @@ public sealed class VbdBackendMachine
 
             case XenbusState.Initialised:
             case XenbusState.Connected:
-                if (State == XenbusState.Connected || _connecting) break; // already done: idempotent
+                if (State == XenbusState.Connected || Connecting) break; // already done: idempotent
                 if (State != XenbusState.InitWait) break; // closing or closed: wait for the frontend to start over
                 if (!TryParseRings(frontendKeys, out var setup, out var error))
                 {
-                    actions.Add(new VbdReportError(error));
-                    Switch(actions, XenbusState.Closing);
+                    Refuse(actions, error);
                     break;
                 }
                 Rings = setup;
-                _connecting = true;
-                actions.Add(new VbdConnectRings(setup));
-                break;
-
-            case XenbusState.Closing:
-                Disconnect(actions);
-                Switch(actions, XenbusState.Closing);
-                break;
-
-            case XenbusState.Closed:
-            case XenbusState.Unknown:
-                Disconnect(actions);
-                Switch(actions, XenbusState.Closed);
+                BeginConnect(actions, new VbdConnectRings(setup));
                 break;
 
             default:
-                // InitWait, Reconfiguring, Reconfigured or a number Xen does not define: nothing to do.
+                // Closing, Closed or gone: close our side too; InitWait, Reconfiguring, Reconfigured or a number Xen does not define: nothing to do.
+                OnFrontendClosing(frontendState, actions);
                 break;
         }
         return actions;
@@ -112,9 +101,7 @@ public sealed class VbdBackendMachine
     /// <summary>The rings of <see cref="VbdConnectRings"/> are mapped and served: publish the disk and go Connected.</summary>
     public IReadOnlyList<VbdAction> OnRingsConnected()
     {
-        if (!_connecting) return [];
-        _connecting = false;
-        _ringsConnected = true;
+        if (!CompleteConnect()) return [];
         var f = _features;
         var actions = new List<VbdAction>
         {
@@ -152,31 +139,6 @@ public sealed class VbdBackendMachine
         return actions;
     }
 
-    private List<VbdAction> Fail(string message)
-    {
-        var actions = new List<VbdAction>();
-        if (!_connecting && !_ringsConnected && State is XenbusState.Closing or XenbusState.Closed) return actions;
-        actions.Add(new VbdReportError(message));
-        Disconnect(actions);
-        Switch(actions, XenbusState.Closing);
-        return actions;
-    }
-
-    private void Disconnect(List<VbdAction> actions)
-    {
-        if (_ringsConnected || _connecting) actions.Add(new VbdDisconnectRings());
-        _ringsConnected = false;
-        _connecting = false;
-        Rings = null;
-    }
-
-    private void Switch(List<VbdAction> actions, XenbusState state)
-    {
-        if (State == state) return;
-        State = state;
-        actions.Add(new VbdSwitchState(state));
-    }
-
     /// <summary>Reads ring-ref / ring-ref0..N, ring-page-order, event-channel, protocol and multi-queue-num-queues.</summary>
     public bool TryParseRings(IReadOnlyDictionary<string, string> fe, out VbdRingSetup setup, out string error)
     {
@@ -184,16 +146,16 @@ public sealed class VbdBackendMachine
         string protocol = fe.TryGetValue("protocol", out var p) ? p : NativeProtocol;
         if (protocol != NativeProtocol)
         {
-            error = $"frontend protocol '{Clip(protocol)}' is not served (only {NativeProtocol})";
+            error = $"frontend protocol '{FrontendValue.Clip(protocol)}' is not served (only {NativeProtocol})";
             return false;
         }
 
         int queues = 1;
         if (fe.TryGetValue("multi-queue-num-queues", out var q))
         {
-            if (!TryNum(q, out uint nq) || nq < 1 || nq > _features.MaxQueues)
+            if (!FrontendValue.TryNumber(q, out uint nq) || nq < 1 || nq > _features.MaxQueues)
             {
-                error = $"multi-queue-num-queues '{Clip(q)}' is not 1..{_features.MaxQueues}";
+                error = $"multi-queue-num-queues '{FrontendValue.Clip(q)}' is not 1..{_features.MaxQueues}";
                 return false;
             }
             queues = (int)nq;
@@ -203,9 +165,9 @@ public sealed class VbdBackendMachine
         bool multiPage = fe.TryGetValue("ring-page-order", out var o);
         if (multiPage)
         {
-            if (!TryNum(o!, out uint no) || no > (uint)_features.MaxRingPageOrder)
+            if (!FrontendValue.TryNumber(o!, out uint no) || no > (uint)_features.MaxRingPageOrder)
             {
-                error = $"ring-page-order '{Clip(o!)}' is not 0..{_features.MaxRingPageOrder}";
+                error = $"ring-page-order '{FrontendValue.Clip(o!)}' is not 0..{_features.MaxRingPageOrder}";
                 return false;
             }
             order = (int)no;
@@ -221,7 +183,7 @@ public sealed class VbdBackendMachine
             for (int r = 0; r < refs.Length; r++)
             {
                 string key = multiPage ? $"{prefix}ring-ref{r}" : $"{prefix}ring-ref";
-                if (!fe.TryGetValue(key, out var v) || !TryNum(v, out refs[r]))
+                if (!fe.TryGetValue(key, out var v) || !FrontendValue.TryNumber(v, out refs[r]))
                 {
                     error = $"{key} missing or not a grant ref";
                     return false;
@@ -233,7 +195,7 @@ public sealed class VbdBackendMachine
                 }
             }
             string evtKey = $"{prefix}event-channel";
-            if (!fe.TryGetValue(evtKey, out var e) || !TryNum(e, out uint port) || port == 0)
+            if (!fe.TryGetValue(evtKey, out var e) || !FrontendValue.TryNumber(e, out uint port) || port == 0)
             {
                 error = $"{evtKey} missing or not a port";
                 return false;
@@ -247,19 +209,6 @@ public sealed class VbdBackendMachine
         return true;
     }
 
-    private static bool TryNum(string s, out uint value) =>
-        uint.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value) && s.Length <= 10;
-
     private static string Num(int v) => v.ToString(CultureInfo.InvariantCulture);
     private static string Bool(bool v) => v ? "1" : "0";
-
-    // Guest-written strings go into a log line: keep them short and printable.
-    private static string Clip(string s)
-    {
-        var t = s.Length > 32 ? s[..32] + "…" : s;
-        return string.Create(t.Length, t, static (span, src) =>
-        {
-            for (int i = 0; i < src.Length; i++) span[i] = char.IsControl(src[i]) ? '?' : src[i];
-        });
-    }
 }

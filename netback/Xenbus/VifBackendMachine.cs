@@ -1,5 +1,6 @@
 using System.Globalization;
 using XenIo.Hypervisor.Abi;
+using XenIo.Hypervisor.Xenbus;
 using XenIo.Netback.Vif;
 
 namespace XenIo.Netback.Xenbus;
@@ -36,11 +37,9 @@ public sealed record VifReportError(string Message) : VifAction;
 /// </list>
 /// Everything read from the frontend's directory is guest-controlled and parsed strictly.
 /// </summary>
-public sealed class VifBackendMachine
+public sealed class VifBackendMachine : XenbusBackendMachine<VifAction>
 {
     private readonly int _maxQueues;
-    private bool _connected;
-    private bool _connecting;
 
     public VifBackendMachine(int maxQueues)
     {
@@ -49,8 +48,11 @@ public sealed class VifBackendMachine
     }
 
     public int MaxQueues => _maxQueues;
-    public XenbusState State { get; private set; } = XenbusState.Initialising;
-    public bool IsConnected => _connected;
+    public bool IsConnected => Connected;
+
+    protected override VifAction StateAction(XenbusState state) => new VifSwitchState(state);
+    protected override VifAction DisconnectAction() => new VifDisconnect();
+    protected override VifAction ErrorAction(string message) => new VifReportError(message);
 
     /// <summary>The keys the backend publishes before InitWait (Linux netback_probe and xen_net_read_mac/...).</summary>
     public IReadOnlyList<VifAction> Start()
@@ -74,7 +76,7 @@ public sealed class VifBackendMachine
 
     /// <summary>True when <see cref="OnFrontendChanged"/> will need the frontend's keys for this state.</summary>
     public bool NeedsKeys(XenbusState frontendState) =>
-        frontendState is XenbusState.Initialised or XenbusState.Connected && State == XenbusState.InitWait && !_connecting && !_connected;
+        frontendState is XenbusState.Initialised or XenbusState.Connected && State == XenbusState.InitWait && !Connecting && !Connected;
 
     public IReadOnlyList<VifAction> OnFrontendChanged(XenbusState frontendState, IReadOnlyDictionary<string, string> frontendKeys)
     {
@@ -84,7 +86,7 @@ public sealed class VifBackendMachine
         {
             case XenbusState.Initialising:
                 if (State == XenbusState.Closed) Switch(actions, XenbusState.InitWait);
-                else if (_connected || _connecting || State == XenbusState.Connected || State == XenbusState.Closing)
+                else if (Connected || Connecting || State == XenbusState.Connected || State == XenbusState.Closing)
                 {
                     Disconnect(actions);
                     Switch(actions, XenbusState.InitWait);
@@ -94,28 +96,12 @@ public sealed class VifBackendMachine
             case XenbusState.Initialised:
             case XenbusState.Connected:
                 if (!NeedsKeys(frontendState)) break;
-                if (!VifFrontendKeys.TryParse(frontendKeys, _maxQueues, out var setup, out var error))
-                {
-                    actions.Add(new VifReportError(error));
-                    Switch(actions, XenbusState.Closing);
-                    break;
-                }
-                _connecting = true;
-                actions.Add(new VifConnect(setup));
-                break;
-
-            case XenbusState.Closing:
-                Disconnect(actions);
-                Switch(actions, XenbusState.Closing);
-                break;
-
-            case XenbusState.Closed:
-            case XenbusState.Unknown:
-                Disconnect(actions);
-                Switch(actions, XenbusState.Closed);
+                if (!VifFrontendKeys.TryParse(frontendKeys, _maxQueues, out var setup, out var error)) Refuse(actions, error);
+                else BeginConnect(actions, new VifConnect(setup));
                 break;
 
             default:
+                OnFrontendClosing(frontendState, actions);
                 break;
         }
         return actions;
@@ -123,9 +109,7 @@ public sealed class VifBackendMachine
 
     public IReadOnlyList<VifAction> OnConnected()
     {
-        if (!_connecting) return [];
-        _connecting = false;
-        _connected = true;
+        if (!CompleteConnect()) return [];
         var actions = new List<VifAction>();
         Switch(actions, XenbusState.Connected);
         return actions;
@@ -144,30 +128,6 @@ public sealed class VifBackendMachine
         if (State != XenbusState.Closed) Switch(actions, XenbusState.Closing);
         return actions;
     }
-
-    private List<VifAction> Fail(string message)
-    {
-        var actions = new List<VifAction>();
-        if (!_connecting && !_connected && State is XenbusState.Closing or XenbusState.Closed) return actions;
-        actions.Add(new VifReportError(message));
-        Disconnect(actions);
-        Switch(actions, XenbusState.Closing);
-        return actions;
-    }
-
-    private void Disconnect(List<VifAction> actions)
-    {
-        if (_connected || _connecting) actions.Add(new VifDisconnect());
-        _connected = false;
-        _connecting = false;
-    }
-
-    private void Switch(List<VifAction> actions, XenbusState state)
-    {
-        if (State == state) return;
-        State = state;
-        actions.Add(new VifSwitchState(state));
-    }
 }
 
 /// <summary>Parses what netfront publishes (Linux xen-netback's connect_data_rings and read_xenbus_vif_flags).</summary>
@@ -184,7 +144,7 @@ public static class VifFrontendKeys
 
     /// <summary>How many queues the keys ask for, bounded by <paramref name="maxQueues"/> (to know which queue keys to read); 1 when unreadable.</summary>
     public static int RequestedQueues(IReadOnlyDictionary<string, string> keys, int maxQueues) =>
-        keys.TryGetValue("multi-queue-num-queues", out var q) && TryNum(q, out var n) && n >= 1 && n <= (uint)maxQueues ? (int)n : 1;
+        keys.TryGetValue("multi-queue-num-queues", out var q) && FrontendValue.TryNumber(q, out var n) && n >= 1 && n <= (uint)maxQueues ? (int)n : 1;
 
     public static bool TryParse(IReadOnlyDictionary<string, string> fe, int maxQueues, out VifConnectSetup setup, out string error)
     {
@@ -192,9 +152,9 @@ public static class VifFrontendKeys
         var queues = 1;
         if (fe.TryGetValue("multi-queue-num-queues", out var q))
         {
-            if (!TryNum(q, out var n) || n < 1 || n > (uint)maxQueues)
+            if (!FrontendValue.TryNumber(q, out var n) || n < 1 || n > (uint)maxQueues)
             {
-                error = $"multi-queue-num-queues '{Clip(q)}' is not 1..{maxQueues}";
+                error = $"multi-queue-num-queues '{FrontendValue.Clip(q)}' is not 1..{maxQueues}";
                 return false;
             }
             queues = (int)n;
@@ -255,7 +215,7 @@ public static class VifFrontendKeys
     private static bool TryKey(IReadOnlyDictionary<string, string> fe, string key, out uint value, out string error)
     {
         value = 0;
-        if (!fe.TryGetValue(key, out var v) || !TryNum(v, out value))
+        if (!fe.TryGetValue(key, out var v) || !FrontendValue.TryNumber(v, out value))
         {
             error = $"{key} missing or not a number";
             return false;
@@ -264,18 +224,5 @@ public static class VifFrontendKeys
         return true;
     }
 
-    private static bool Flag(IReadOnlyDictionary<string, string> fe, string key) => fe.TryGetValue(key, out var v) && TryNum(v, out var n) && n != 0;
-
-    private static bool TryNum(string s, out uint value) =>
-        uint.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value) && s.Length <= 10;
-
-    /// <summary>Guest-written strings go into a log line: short and printable.</summary>
-    public static string Clip(string s)
-    {
-        var t = s.Length > 32 ? s[..32] + "…" : s;
-        return string.Create(t.Length, t, static (span, src) =>
-        {
-            for (var i = 0; i < src.Length; i++) span[i] = char.IsControl(src[i]) ? '?' : src[i];
-        });
-    }
+    private static bool Flag(IReadOnlyDictionary<string, string> fe, string key) => fe.TryGetValue(key, out var v) && FrontendValue.TryNumber(v, out var n) && n != 0;
 }
