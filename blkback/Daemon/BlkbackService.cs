@@ -69,6 +69,18 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
     /// <summary>Brings the device set in line with the backend directories that exist now.</summary>
     private async Task ReconcileAsync(XenstoreClient store, ForeignDomains domains, CancellationToken ct)
     {
+        // A directory removed and written again between two looks (detach then attach): the toolstack's fresh
+        // state=1 under a device we had moved on says so. Start that device over. These are read before the
+        // listing below, so the listing shows everything the toolstack did before writing that "1" (the
+        // detach of another vbd that held the same image, say): the device is not restarted against a stale view.
+        var restart = new List<(ushort, int)>();
+        foreach (var (key, device) in _devices.ToList())
+        {
+            // Only after our own state write has landed can a "1" be someone else's.
+            if (device.WrittenState is null or Hypervisor.Abi.XenbusState.Initialising) continue;
+            if (await store.TryReadAsync($"{device.BackendPath}/state", cancellationToken: ct).ConfigureAwait(false) == "1")
+                restart.Add(key);
+        }
         var present = new HashSet<(ushort, int)>();
         foreach (var d in await List(store, BackendRoot, ct).ConfigureAwait(false))
         {
@@ -76,16 +88,6 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
             foreach (var v in await List(store, $"{BackendRoot}/{d}", ct).ConfigureAwait(false))
                 if (int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var devid) && present.Count < MaxDevices)
                     present.Add((domid, devid));
-        }
-        // A directory removed and written again between two looks (detach then attach): the toolstack's fresh
-        // state=1 under a device we had moved on says so. Start that device over.
-        var restart = new List<(ushort, int)>();
-        foreach (var (key, device) in _devices.ToList())
-        {
-            // Only after our own state write has landed can a "1" be someone else's.
-            if (!present.Contains(key) || device.WrittenState is null or Hypervisor.Abi.XenbusState.Initialising) continue;
-            if (await store.TryReadAsync($"{device.BackendPath}/state", cancellationToken: ct).ConfigureAwait(false) == "1")
-                restart.Add(key);
         }
         foreach (var gone in _devices.Keys.Where(k => !present.Contains(k) || restart.Contains(k)).ToList())
         {

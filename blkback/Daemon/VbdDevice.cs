@@ -191,15 +191,15 @@ public sealed class VbdDevice : IAsyncDisposable
             switch (action)
             {
                 case VbdWriteKey w:
-                    await _store.WriteAsync($"{BackendPath}/{w.Key}", w.Value, cancellationToken: ct).ConfigureAwait(false);
+                    await _store.WriteUnderAsync(BackendPath, w.Key, w.Value, ct).ConfigureAwait(false);
                     break;
                 case VbdSwitchState s:
-                    await _store.WriteAsync($"{BackendPath}/state", ((int)s.State).ToString(CultureInfo.InvariantCulture), cancellationToken: ct).ConfigureAwait(false);
-                    WrittenState = s.State;
+                    if (await _store.WriteUnderAsync(BackendPath, "state", ((int)s.State).ToString(CultureInfo.InvariantCulture), ct).ConfigureAwait(false))
+                        WrittenState = s.State;
                     break;
                 case VbdReportError e:
                     _log(e.Message);
-                    await _store.WriteAsync($"{BackendPath}/error", e.Message, cancellationToken: ct).ConfigureAwait(false);
+                    await _store.WriteUnderAsync(BackendPath, "error", e.Message, ct).ConfigureAwait(false);
                     break;
                 case VbdDisconnectRings:
                     DisconnectRings();

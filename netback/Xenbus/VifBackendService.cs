@@ -327,10 +327,10 @@ public sealed class VifBackendService(
             switch (action)
             {
                 case VifWriteKey w:
-                    await xenstore.WriteAsync($"{device.BackendPath}/{w.Key}", w.Value, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await xenstore.WriteUnderAsync(device.BackendPath, w.Key, w.Value, cancellationToken).ConfigureAwait(false);
                     break;
                 case VifSwitchState s:
-                    await xenstore.WriteAsync($"{device.BackendPath}/state", ((int)s.State).ToString(CultureInfo.InvariantCulture), cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await xenstore.WriteUnderAsync(device.BackendPath, "state", ((int)s.State).ToString(CultureInfo.InvariantCulture), cancellationToken).ConfigureAwait(false);
                     break;
                 case VifReportError e:
                     log($"vif {device.Port.Name} (domain {device.Domid}): {e.Message}");

@@ -278,6 +278,20 @@ public sealed class XenstoreClient : IAsyncDisposable
     public Task TransactAsync(Func<uint, Task> body, int maxAttempts = 100, CancellationToken cancellationToken = default) =>
         TransactAsync<bool>(async tx => { await body(tx).ConfigureAwait(false); return true; }, maxAttempts, cancellationToken);
 
+    /// <summary>
+    /// Writes <paramref name="key"/> under a device directory only while the directory exists, in one
+    /// transaction (as Linux's xenbus_switch_state reads the state before writing it): a backend that is
+    /// still catching up never brings back a directory the toolstack removed, which would look like a
+    /// device to every later scan. False when the directory was gone and nothing was written.
+    /// </summary>
+    public Task<bool> WriteUnderAsync(string directory, string key, string value, CancellationToken cancellationToken = default) =>
+        TransactAsync(async tx =>
+        {
+            if (await TryReadAsync(directory, tx, cancellationToken).ConfigureAwait(false) is null) return false;
+            await WriteAsync($"{directory}/{key}", value, tx, cancellationToken).ConfigureAwait(false);
+            return true;
+        }, cancellationToken: cancellationToken);
+
     // ---- watches --------------------------------------------------------------------------------
 
     /// <summary>

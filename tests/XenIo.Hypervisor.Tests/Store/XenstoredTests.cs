@@ -10,6 +10,23 @@ public class XenstoredTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
+    /// <summary>A backend writing into a device directory the toolstack has just removed must not bring it back.</summary>
+    [Fact]
+    public async Task WriteUnder_writes_only_while_the_directory_exists()
+    {
+        await using var h = new StoreHarness();
+        var c = await h.Dom0Async();
+        const string device = "/local/domain/0/backend/vbd/1/51712";
+        await c.WriteAsync($"{device}/state", "1");
+        Assert.True(await c.WriteUnderAsync(device, "state", "2"));
+        Assert.Equal("2", await c.ReadAsync($"{device}/state"));
+
+        await c.RmAsync(device);
+        Assert.False(await c.WriteUnderAsync(device, "state", "6"));
+        Assert.Null(await c.TryReadAsync(device));
+        Assert.Empty(await c.DirectoryAsync("/local/domain/0/backend/vbd/1"));
+    }
+
     [Fact]
     public async Task ReadWriteDirectoryRmMkdir()
     {
