@@ -46,7 +46,7 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
         if (m.Tso is { } tso)
         {
             context.Report("guest2guest.peer_tcp_gbps.ovs_netdev_tso", tso.Gbps, "Gbit/s", $"{Tso.Description}; one iperf3 TCP stream, {Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
-            context.Report("guest2guest.ratio_vs_ovs_netdev_tso", tso.Ratio, "ratio", $"{TcpKey} / ovs_netdev_tso namespace-to-namespace, median of {PairedRounds.Rounds} adjacent pairs, same run", 0.6);
+            context.Report("guest2guest.ratio_vs_ovs_netdev_tso", tso.Ratio, "ratio", $"{TcpKey} / ovs_netdev_tso namespace-to-namespace, {tso.Description}, same run", 0.6);
         }
         else context.Unavailable("guest2guest.ratio_vs_ovs_netdev_tso", Tso.Missing() ?? "ovs_netdev_tso was not measured");
         Ratios(context, m.TcpGbps, cancellationToken);
@@ -71,7 +71,8 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
         else context.Unavailable(Key, "the kernel_bridge figure was not measured in this run");
     }
 
-    private sealed record PeerPair(double Gbps, double Ratio);
+    /// <param name="Description">How the ratio was taken (<see cref="PairedRounds.Result.RatioDescription"/>).</param>
+    private sealed record PeerPair(double Gbps, double Ratio, string Description);
 
     private sealed record Measured(double TcpGbps, double UdpKpps, PeerPair? Tso);
 
@@ -128,7 +129,7 @@ public sealed class GuestToGuestBenchmark : ISystemBenchmark
             var sum = doc.RootElement.GetProperty("end").GetProperty("sum");
             var received = sum.GetProperty("packets").GetDouble() - sum.GetProperty("lost_packets").GetDouble();
             return new Measured(paired.Ours, received / sum.GetProperty("seconds").GetDouble() / 1000,
-                paired is { Theirs: { } t, Ratio: { } ratio } ? new PeerPair(t, ratio) : null);
+                paired is { Theirs: { } t, Ratio: { } ratio } ? new PeerPair(t, ratio, paired.RatioDescription) : null);
         }
         finally
         {

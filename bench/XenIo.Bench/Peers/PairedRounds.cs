@@ -4,13 +4,22 @@ namespace XenIo.Bench.Peers;
 /// Ours against one peer in adjacent pairs, alternating which of the two goes first, and the medians
 /// of each side and of the pairs' ratios. One 5-second iperf3 stream on a shared 2-core machine swings
 /// by ±10 %, which is the margin a ratio's target is judged by; pairs run back to back see the same
-/// neighbours, and the median of three drops one bad round.
+/// neighbours, and the median of five drops two bad rounds (with three, one unlucky pair in a run
+/// decided a target that sits within the noise). The lowest and highest pair ratios are reported
+/// beside the median, so a reader sees the spread the median was taken from.
 /// </summary>
 public static class PairedRounds
 {
-    public const int Rounds = 3;
+    public const int Rounds = 5;
 
-    public sealed record Result(double Ours, double? Theirs, double? Ratio);
+    /// <param name="RatioRange">The lowest and highest of the pairs' ratios, for the report.</param>
+    public sealed record Result(double Ours, double? Theirs, double? Ratio, (double Low, double High)? RatioRange = null)
+    {
+        /// <summary>"median of N adjacent pairs (low–high)": how a ratio from these rounds is described.</summary>
+        public string RatioDescription => RatioRange is { } r
+            ? $"median of {Rounds} adjacent pairs (pairs {r.Low:0.###}–{r.High:0.###})"
+            : $"median of {Rounds} adjacent pairs";
+    }
 
     /// <param name="ours">One measurement of our path (Gbit/s).</param>
     /// <param name="peer">The peer; when it cannot run here (<see cref="IPeerPath.Missing"/>), ours is measured alone.</param>
@@ -32,7 +41,8 @@ public static class PairedRounds
             ratios.Add(x / t);
         }
         if (mine.Count == 0) throw new OperationCanceledException(cancellationToken);
-        return new Result(Median(mine), theirs.Count > 0 ? Median(theirs) : null, ratios.Count > 0 ? Median(ratios) : null);
+        return new Result(Median(mine), theirs.Count > 0 ? Median(theirs) : null, ratios.Count > 0 ? Median(ratios) : null,
+            ratios.Count > 0 ? (ratios.Min(), ratios.Max()) : null);
     }
 
     private static double Median(List<double> values)

@@ -40,15 +40,15 @@ public sealed class Tap2TapBenchmark : ISystemBenchmark
         try
         {
             if (tso.Missing() is { } missing) context.Unavailable($"tap2tap.tcp_gbps.{tso.Key}", missing);
-            var (ours, theirs, ratio) = PairedRounds.Run(RunXenio, tso, Path.Combine(context.WorkDirectory, "peers"), cancellationToken);
-            context.Report("tap2tap.tcp_gbps.xenio", ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
-            if (theirs is { } t && ratio is { } r)
+            var paired = PairedRounds.Run(RunXenio, tso, Path.Combine(context.WorkDirectory, "peers"), cancellationToken);
+            context.Report("tap2tap.tcp_gbps.xenio", paired.Ours, "Gbit/s", $"XenIo bridge, two TAP ports with TSO; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
+            if (paired is { Theirs: { } t, Ratio: { } r })
             {
                 context.Report($"tap2tap.tcp_gbps.{tso.Key}", t, "Gbit/s", $"{tso.Description}; one iperf3 TCP stream, {Iperf.Seconds} s, MTU 1500; median of {PairedRounds.Rounds}");
-                context.Report(RatioKey, r, "ratio", $"xenio / ovs_netdev_tso, median of {PairedRounds.Rounds} adjacent pairs, same run", 1.0);
+                context.Report(RatioKey, r, "ratio", $"xenio / ovs_netdev_tso, {paired.RatioDescription}, same run", 1.0);
             }
             else context.Unavailable(RatioKey, "ovs_netdev_tso was not measured");
-            return ours;
+            return paired.Ours;
         }
         catch (Exception e)
         {
