@@ -151,8 +151,7 @@ internal sealed partial class VifQueue
             }
             _consecutiveBadGrants = 0;
             var buffer = _txBuffers[i];
-            buffer.Offset = packet.FrameOffset;
-            buffer.Length = packet.Length;
+            buffer.SetFrame(packet.FrameOffset, packet.Length);
             var frame = _txStaging.AsSpan(packet.FrameOffset, packet.Length);
             if (!_vif.Filter.AllowsTx(frame))
             {

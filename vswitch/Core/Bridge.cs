@@ -215,7 +215,7 @@ public sealed class Bridge
 
     /// <summary>
     /// Forwards a batch of frames that arrived on <paramref name="ingress"/> (each <see cref="PacketBuffer"/>
-    /// with its frame at Offset, Length in its metadata, headroom before it): one lock and one clock read
+    /// with its frame set by <see cref="PacketBuffer.SetFrame"/> and its offload state in its metadata): one lock and one clock read
     /// for the whole batch, which is what ports that drain their peer in bursts should call.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -294,14 +294,13 @@ public sealed class Bridge
         for (; i < chunk.Length; i++)
         {
             var packet = chunk[i];
-            var data = packet.Data;
-            var offset = packet.Offset;
             var length = packet.Length;
-            if ((uint)(length - EtherTypes.EthernetHeaderLength) > EtherTypes.MaxFrameLength - EtherTypes.EthernetHeaderLength || offset < EtherTypes.VlanTagLength
-                || (uint)offset + (uint)length > (uint)data.Length || packet.Metadata.HasVlan
-                || (length > maxPlain && !packet.Metadata.IsGso))
+            // PacketBuffer.SetFrame keeps the frame inside its array with headroom for a tag: only
+            // what the switch itself requires of a frame is checked here.
+            if ((uint)(length - EtherTypes.EthernetHeaderLength) > EtherTypes.MaxFrameLength - EtherTypes.EthernetHeaderLength
+                || packet.Metadata.HasVlan || (length > maxPlain && !packet.Metadata.IsGso))
                 break;
-            ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(data), offset);
+            ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset);
             // Each MAC as the top 48 bits of an 8-byte big-endian load (the frame is at least 14 bytes);
             // the group (multicast) bit is bit 0 of a MAC's first byte.
             if ((Unsafe.Add(ref frame, EtherTypes.MacLength) & 1) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
@@ -378,7 +377,7 @@ public sealed class Bridge
                     && packet.Metadata.Gso == GsoType.None && packet.Metadata.Checksum != ChecksumState.Partial)
                 {
                     var port = egress.Port!;
-                    // Classify checked Offset and Length against the array.
+                    // PacketBuffer keeps Offset and Length inside its array.
                     var frame = MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset), length);
                     _delivering = i;
                     var result = port.Transmit(frame, packet.Metadata);

@@ -29,18 +29,45 @@ public sealed class PacketBuffer
     /// <summary>Wraps an existing array (a port's fixed receive buffer) without a pool behind it.</summary>
     public static PacketBuffer Wrap(byte[] data, int offset, int length)
     {
-        if (offset < 4 || offset + length > data.Length) throw new ArgumentOutOfRangeException(nameof(offset), "a frame needs 4 bytes of headroom and must fit");
+        ArgumentNullException.ThrowIfNull(data);
+        CheckFrame(data, offset, length);
         return new PacketBuffer(data, offset, length);
     }
 
+    /// <summary>The fewest bytes a frame has in front of it: room to push an 802.1Q tag in place.</summary>
+    public const int MinHeadroom = EtherTypes.VlanTagLength;
+
     public byte[] Data { get; }
-    public int Offset;
-    public int Length;
+
+    /// <summary>Where the frame starts in <see cref="Data"/>: at least <see cref="MinHeadroom"/> in, set with <see cref="SetFrame"/>.</summary>
+    public int Offset { get; private set; }
+
+    /// <summary>The frame's length: <c>Offset + Length</c> is never past the end of <see cref="Data"/>.</summary>
+    public int Length { get; private set; }
+
     public FrameMetadata Metadata;
     internal PacketBufferPool? Owner { get; }
 
     public int Capacity => Data.Length - Headroom;
     public Span<byte> Frame => Data.AsSpan(Offset, Length);
+
+    /// <summary>
+    /// Points the buffer at the frame a port has put in <see cref="Data"/>. The bounds are checked here,
+    /// once, when the frame is set, so the bridge relies on them for every frame of a batch instead of
+    /// checking each again; a port that got them wrong fails here, in its own code.
+    /// </summary>
+    public void SetFrame(int offset, int length)
+    {
+        CheckFrame(Data, offset, length);
+        Offset = offset;
+        Length = length;
+    }
+
+    private static void CheckFrame(byte[] data, int offset, int length)
+    {
+        if (offset < MinHeadroom || length < 0 || (long)offset + length > data.Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"a frame at {offset} of {length} bytes does not fit a {data.Length}-byte buffer with {MinHeadroom} bytes of headroom");
+    }
 
     /// <summary>Copies a frame in (the one copy a queued frame costs).</summary>
     public bool TrySet(ReadOnlySpan<byte> frame, in FrameMetadata metadata)
@@ -85,8 +112,7 @@ public sealed class PacketBufferPool(int bufferCapacity, int maxBuffers)
 
     internal void Return(PacketBuffer buffer)
     {
-        buffer.Offset = PacketBuffer.Headroom;
-        buffer.Length = 0;
+        buffer.SetFrame(PacketBuffer.Headroom, 0);
         lock (_gate) _free.Push(buffer);
     }
 }

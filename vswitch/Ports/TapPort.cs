@@ -78,8 +78,7 @@ public class TapPort : SwitchPort, IReadinessHandler
                     continue;
                 }
                 if (metadata.IsGso) GsoFramesReceived++;
-                buffer.Offset = PacketBuffer.Headroom;
-                buffer.Length = n;
+                buffer.SetFrame(PacketBuffer.Headroom, n);
                 buffer.Metadata = metadata;
                 count++;
             }

@@ -102,8 +102,7 @@ public sealed unsafe class UplinkPort : SwitchPort, IReadinessHandler
                     Counters.CountDrop(DropReason.Malformed);
                     continue;
                 }
-                buffer.Offset = PacketBuffer.Headroom;
-                buffer.Length = n;
+                buffer.SetFrame(PacketBuffer.Headroom, n);
                 buffer.Metadata = metadata;
                 count++;
             }
