@@ -143,6 +143,21 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
     /// <summary>A xenstore value read with the xenstore utilities over the daemon's socket.</summary>
     public string? XenstoreRead(string path) => XenstoreTool("xenstore-read", path);
 
+    /// <summary>
+    /// Reads <paramref name="path"/> until it holds <paramref name="expected"/> (for values a daemon
+    /// publishes after the fact), for up to 10 s; returns the last value read.
+    /// </summary>
+    public async Task<string?> XenstoreReadWhenAsync(string path, string expected)
+    {
+        var value = XenstoreRead(path);
+        for (var i = 0; i < 100 && value != expected; i++)
+        {
+            await Task.Delay(100);
+            value = XenstoreRead(path);
+        }
+        return value;
+    }
+
     /// <summary>A xenstore utility's output (null when it failed), run against this fixture's xenstored.</summary>
     public string? XenstoreTool(string tool, params string[] args)
     {

@@ -38,8 +38,8 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
         try
         {
             var (domid, telnet, _) = await fx.PortsAsync(name);
-            // Where `xenio list` and the guest look for it.
-            Assert.Equal(Port(telnet), fx.XenstoreRead($"/local/domain/{domid}/console/telnet-port"));
+            // Where `xenio list` and the guest look for it (published once consoled serves the console).
+            Assert.Equal(Port(telnet), await fx.XenstoreReadWhenAsync($"/local/domain/{domid}/console/telnet-port", Port(telnet)));
             if (Requires.Which("xenstore-ls") is not null)
             {
                 // dom0's node, readable by the guest: permissions (n0,r<domid>).
@@ -254,7 +254,9 @@ public sealed class XenConsoleTests(XenConsoleFixture fx, Xunit.Abstractions.ITe
             await fx.KillConsoledAsync();
             await fx.StartConsoledAsync();
             var (_, telnetAfter, raw) = await fx.PortsAsync(keep);
-            Assert.Equal(Port(telnetAfter), fx.XenstoreRead($"/local/domain/{domid}/console/telnet-port"));
+            // consoled serves (and lists) a console first, then publishes its port: until then xenstore
+            // still holds the port the killed consoled wrote.
+            Assert.Equal(Port(telnetAfter), await fx.XenstoreReadWhenAsync($"/local/domain/{domid}/console/telnet-port", Port(telnetAfter)));
             await using var again = Tools.Start("socat", "-", $"TCP:127.0.0.1:{raw}");
             await again.WaitForAsync("read-write");
             await again.SendAsync("echo still-here-$((3*11))\n");
