@@ -10,6 +10,7 @@ using XenIo.Hypervisor.Grants;
 using XenIo.Hypervisor.Hypercalls;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
+using XenIo.Hypervisor.Xenbus;
 
 namespace XenIo.Consoled.Domains;
 
@@ -216,13 +217,13 @@ public sealed class XenDomainConsoles : IAsyncDisposable
         if (!uint.TryParse(ringRef, NumberStyles.None, CultureInfo.InvariantCulture, out var frame)
             || !uint.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var evtchn) || evtchn == 0)
         {
-            _logger.LogWarning("domain {Domid}: console/ring-ref '{Ref}' or console/port '{Port}' is not a number; no console", domid, Clip(ringRef), Clip(port));
+            _logger.LogWarning("domain {Domid}: console/ring-ref '{Ref}' or console/port '{Port}' is not a number; no console", domid, FrontendValue.Clip(ringRef), FrontendValue.Clip(port));
             return;
         }
         int outputLimit = ConsoleOutputBuffer.DefaultLimit;
         if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out outputLimit) || outputLimit < 4096))
         {
-            _logger.LogWarning("domain {Domid}: console/limit '{Limit}' is not a size of at least 4096; using the default", domid, Clip(limit));
+            _logger.LogWarning("domain {Domid}: console/limit '{Limit}' is not a size of at least 4096; using the default", domid, FrontendValue.Clip(limit));
             outputLimit = ConsoleOutputBuffer.DefaultLimit;
         }
         Attach(domid, ConsoleName(domid, name), frame, evtchn, Math.Min(outputLimit, 64 << 20));
@@ -230,8 +231,6 @@ public sealed class XenDomainConsoles : IAsyncDisposable
         lock (_gate) ports = _attached.TryGetValue(domid, out var attached) ? attached.Ports : null;
         if (ports is not null) await PublishAsync(domid, ports, cancellationToken).ConfigureAwait(false);
     }
-
-    private static string Clip(string s) => s.Length > 32 ? s[..32] + "…" : s;
 
     /// <summary>The domain's name when it is a safe one and not taken, else <c>domain-&lt;id&gt;</c> / <c>&lt;name&gt;-&lt;id&gt;</c>.</summary>
     private string ConsoleName(ushort domid, string name)

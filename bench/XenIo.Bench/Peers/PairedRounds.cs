@@ -15,7 +15,7 @@ public static class PairedRounds
 
     /// <param name="Pairs">How many pairs gave a ratio.</param>
     /// <param name="RatioRange">The lowest and highest of the pairs' ratios, for the report.</param>
-    public sealed record Result(double Ours, double? Theirs, double? Ratio, int Pairs = 0, (double Low, double High)? RatioRange = null)
+    public sealed record Result(double Ours, double? Theirs, double? Ratio, int Pairs, (double Low, double High)? RatioRange)
     {
         /// <summary>"median of N adjacent pairs (low–high)": how a ratio from these rounds is described.</summary>
         public string RatioDescription => RatioRange is { } r
