@@ -283,8 +283,8 @@ public sealed class Bridge
         var index = ingress.Index;
         var vlan = _untaggedVlan[index];
         var vlanKey = ForwardingDatabase.Key(0, vlan);
-        // The longest frame the ingress MTU admits without GSO.
-        var maxPlain = ingress.Mtu + EtherTypes.EthernetHeaderLength;
+        // The longest payload (frame minus Ethernet header) the ingress MTU admits without GSO.
+        var maxPlainPayload = (uint)ingress.Mtu;
         // The caller hands at most ChunkFrames frames, the length of the target array.
         Debug.Assert(chunk.Length <= ChunkFrames);
         ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
@@ -296,17 +296,23 @@ public sealed class Bridge
             var packet = chunk[i];
             var length = packet.Length;
             // PacketBuffer.SetFrame keeps the frame inside its array with headroom for a tag: only
-            // what the switch itself requires of a frame is checked here.
-            if ((uint)(length - EtherTypes.EthernetHeaderLength) > EtherTypes.MaxFrameLength - EtherTypes.EthernetHeaderLength
-                || packet.Metadata.HasVlan || (length > maxPlain && !packet.Metadata.IsGso))
+            // what the switch itself requires of a frame is checked here. One compare passes every
+            // frame the ingress MTU admits; a longer one must be a GSO frame within the switch's limit.
+            if ((uint)(length - EtherTypes.EthernetHeaderLength) > maxPlainPayload
+                && (length < EtherTypes.EthernetHeaderLength || length > EtherTypes.MaxFrameLength || !packet.Metadata.IsGso))
                 break;
+            if (packet.Metadata.HasVlan) break;
             ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset);
-            // Each MAC as the top 48 bits of an 8-byte big-endian load (the frame is at least 14 bytes);
-            // the group (multicast) bit is bit 0 of a MAC's first byte.
-            if ((Unsafe.Add(ref frame, EtherTypes.MacLength) & 1) != 0 || Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref frame, 12)) == VlanEtherTypeInMemory)
+            // The frame's first 14 bytes as two 8-byte loads: bytes 0-7 hold the destination MAC,
+            // bytes 6-13 the source MAC and the EtherType. A MAC's group (multicast) bit is bit 0 of its
+            // first byte, the lowest byte of a little-endian load; each MAC is the top 48 bits of the
+            // load read big-endian.
+            var head = Unsafe.ReadUnaligned<ulong>(ref frame);
+            var tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength));
+            if ((tail & 1) != 0 || (ushort)(tail >> 48) == VlanEtherTypeInMemory)
                 break;
-            var source = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength))) >> 16;
-            var destination = (frame & 1) == 0 ? vlanKey | BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref frame)) >> 16 : 0;
+            var source = BinaryPrimitives.ReverseEndianness(tail) >> 16;
+            var destination = (head & 1) == 0 ? vlanKey | BinaryPrimitives.ReverseEndianness(head) >> 16 : 0;
             if (!fdb.TryLearnAndLookup(vlanKey | source, destination, index, out var target))
                 break;
             Unsafe.Add(ref targets, i) = target;

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -8,9 +9,10 @@ public readonly record struct FdbEntry(ulong Mac, int Vlan, int Port, bool Stati
 
 /// <summary>
 /// The MAC learning table of one bridge, keyed by (VLAN, MAC) so the same MAC on two VLANs is two
-/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table sized once (twice the
-/// limit, linear probing, backward-shift deletion), so a guest sending from a million random MACs cannot
-/// grow memory and a lookup touches one cache line; when full, expired entries are swept (at most once a
+/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table (linear probing,
+/// backward-shift deletion) that grows with its entries up to twice the limit and no further, so a guest
+/// sending from a million random MACs cannot grow memory past that and a lookup touches one cache line
+/// of a table no larger than its entries need; when full, expired entries are swept (at most once a
 /// second) and otherwise new MACs are not learned and their frames flood. A MAC that moves between
 /// ports again within <see cref="MinPersistence"/> is not moved (VDE's 3 s), which damps MAC flapping
 /// from loops or spoofing. Not thread-safe: the bridge calls it under its lock.
@@ -28,9 +30,10 @@ public sealed class ForwardingDatabase
         public long LearnedAt;
     }
 
-    private readonly Slot[] _slots;
-    private readonly int _mask;
-    private readonly int _shift;
+    private Slot[] _slots;
+    private int _mask;
+    private int _shift;
+    private readonly int _maxCapacity;
     private readonly TimeProvider _time;
     private int _count;
     private long _agingTicks;
@@ -47,10 +50,8 @@ public sealed class ForwardingDatabase
         if (limit <= 0 || limit > 1 << 24) throw new ArgumentOutOfRangeException(nameof(limit));
         Limit = limit;
         _time = time ?? TimeProvider.System;
-        var capacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
-        _slots = new Slot[capacity];
-        _mask = capacity - 1;
-        _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
+        _maxCapacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
+        Resize(Math.Min(MinCapacity, _maxCapacity));
         Aging = aging ?? TimeSpan.FromSeconds(300);
         MinPersistence = minPersistence ?? TimeSpan.FromSeconds(3);
         _lastSweep = _time.GetTimestamp();
@@ -58,6 +59,9 @@ public sealed class ForwardingDatabase
 
     public int Limit { get; }
     public int Count => _count;
+
+    /// <summary>Slots the table has now: a power of two, at most twice the limit (rounded up to one).</summary>
+    internal int Capacity => _slots.Length;
     public long Learned => _learned;
     public long Moves => _moves;
     public long FlapsDamped => _flapsDamped;
@@ -109,8 +113,33 @@ public sealed class ForwardingDatabase
         }
     }
 
+    private const int MinCapacity = 64;
+
+    /// <summary>
+    /// The table grows with its entries, keeping at most half its slots in use, up to twice the limit:
+    /// a bridge with a few hundred MACs probes a few cache lines' worth of table, not the whole
+    /// limit's, and a flood of new MACs still ends at the same bounded size.
+    /// </summary>
+    [MemberNotNull(nameof(_slots))]
+    private void Resize(int capacity)
+    {
+        Slot[]? old = _slots;
+        _slots = new Slot[capacity];
+        _mask = capacity - 1;
+        _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
+        if (old is null) return;
+        foreach (ref readonly var slot in old.AsSpan())
+        {
+            if (slot.Key == 0) continue;
+            var i = Home(slot.Key);
+            while (_slots[i].Key != 0) i = (i + 1) & _mask;
+            _slots[i] = slot;
+        }
+    }
+
     private int Insert(ulong key)
     {
+        if ((_count + 1) * 2 > _slots.Length && _slots.Length < _maxCapacity) Resize(_slots.Length * 2);
         var i = Home(key);
         while (_slots[i].Key != 0) i = (i + 1) & _mask;
         _slots[i].Key = key;

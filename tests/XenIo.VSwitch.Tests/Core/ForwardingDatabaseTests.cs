@@ -88,4 +88,35 @@ public class ForwardingDatabaseTests
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(-1, fdb.Lookup(1, 0));
     }
+
+    /// <summary>
+    /// The table starts small and doubles as entries arrive, never more than half full and never past
+    /// twice the limit; every entry (its port, static flag and age) survives each growth.
+    /// </summary>
+    [Fact]
+    public void Grows_with_its_entries_up_to_twice_the_limit_and_keeps_them()
+    {
+        var time = new ManualTime();
+        var fdb = new ForwardingDatabase(limit: 1000, time: time);
+        Assert.Equal(64, fdb.Capacity);
+        Assert.True(fdb.AddStatic(0xAA, 7, 9));
+        for (var mac = 1UL; mac <= 999; mac++)
+        {
+            fdb.Learn(mac, (int)(mac % 3), (int)(mac % 5));
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.InRange(fdb.Capacity, 2 * fdb.Count, 2048);
+            Assert.True(System.Numerics.BitOperations.IsPow2(fdb.Capacity));
+        }
+        Assert.Equal(1000, fdb.Count);
+        Assert.Equal(2048, fdb.Capacity);
+        for (var mac = 1UL; mac <= 999; mac++) Assert.Equal((int)(mac % 5), fdb.Lookup(mac, (int)(mac % 3)));
+        var entries = fdb.Snapshot();
+        Assert.Contains(new FdbEntry(0xAA, 7, 9, true, entries.Single(e => e.Static).Age), entries);
+        Assert.Equal(TimeSpan.FromMilliseconds(999), entries.Single(e => e.Mac == 1).Age);
+
+        // At the limit nothing new is learned and the table stays as it is.
+        fdb.Learn(5000, 0, 1);
+        Assert.Equal(-1, fdb.Lookup(5000, 0));
+        Assert.Equal(2048, fdb.Capacity);
+    }
 }
