@@ -113,6 +113,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             w.WriteNumber("fdb_moves", bridge.Fdb.Moves);
             w.WriteNumber("fdb_flaps_damped", bridge.Fdb.FlapsDamped);
             w.WriteNumber("fdb_not_learned_full", bridge.Fdb.NotLearnedFull);
+            w.WriteNumber("fdb_rehashes", bridge.Fdb.Rehashes);
         }
         w.WriteStartArray("ports");
         foreach (var p in bridge.Ports.OrderBy(p => p.Name, StringComparer.Ordinal))

@@ -67,6 +67,9 @@ public sealed class ForwardingDatabase
     public long FlapsDamped => _flapsDamped;
     public long NotLearnedFull => _notLearnedFull;
 
+    /// <summary>Times an insert made a run longer than <see cref="MaxRun"/> and the table was rehashed with a new random multiplier.</summary>
+    public long Rehashes => _rehashes;
+
     public TimeSpan Aging
     {
         get => TimeSpan.FromSeconds(_agingTicks / (double)_time.TimestampFrequency);
@@ -88,22 +91,41 @@ public sealed class ForwardingDatabase
 
     public static ulong Key(ulong mac, int vlan) => Occupied | (ulong)(vlan & 0xFFF) << 48 | (mac & 0xFFFF_FFFF_FFFF);
 
-    private int Home(ulong key) => HomeOf(key, _shift);
+    /// <summary>
+    /// Fibonacci hashing's multiplier (2^64 over the golden ratio): it spreads keys that differ in their
+    /// low bits, as the MACs a toolstack numbers its guests with do, over the table without a collision.
+    /// </summary>
+    private const ulong FibonacciMultiplier = 0x9E3779B97F4A7C15UL;
 
-    /// <summary>Fibonacci hashing: the top bits of the key times the golden ratio, <paramref name="shift"/> = 64 - log2(capacity).</summary>
-    private static int HomeOf(ulong key, int shift) => (int)((key * 0x9E3779B97F4A7C15UL) >> shift);
+    /// <summary>
+    /// The longest run of occupied slots the table lets stand. Keys from guests land in runs of a few
+    /// slots, even in a table at its limit (half full); a longer one means MACs were chosen to share homes, which with a known multiplier is a
+    /// few lines of arithmetic (thousands of MACs in one run, every frame to or from them walking it).
+    /// An insert that makes a run longer than this rehashes the table with a random multiplier the
+    /// guest cannot know, as Linux's bridge and Open vSwitch salt their MAC hashes, so every probe
+    /// stays short.
+    /// </summary>
+    internal const int MaxRun = 128;
+
+    private ulong _multiplier = FibonacciMultiplier;
+    private long _rehashes;
+
+    private int Home(ulong key) => HomeOf(key, _multiplier, _shift);
+
+    /// <summary>Multiply-shift hashing: the top bits of the key times the multiplier, <paramref name="shift"/> = 64 - log2(capacity).</summary>
+    private static int HomeOf(ulong key, ulong multiplier, int shift) => (int)((key * multiplier) >> shift);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Find(ulong key) => Probe(ref MemoryMarshal.GetArrayDataReference(_slots), _mask, _shift, key);
+    private int Find(ulong key) => Probe(ref MemoryMarshal.GetArrayDataReference(_slots), _mask, _multiplier, _shift, key);
 
     /// <summary>
     /// The slot holding <paramref name="key"/>, or -1: linear probing from its home slot to the first
     /// empty one. No bounds checks: the home is below the capacity and every step is masked by it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Probe(ref Slot slots, int mask, int shift, ulong key)
+    private static int Probe(ref Slot slots, int mask, ulong multiplier, int shift, ulong key)
     {
-        var i = HomeOf(key, shift);
+        var i = HomeOf(key, multiplier, shift);
         while (true)
         {
             var k = Unsafe.Add(ref slots, i).Key;
@@ -137,14 +159,42 @@ public sealed class ForwardingDatabase
         }
     }
 
-    private int Insert(ulong key)
+    /// <summary>Adds an entry for a key the table does not hold; the caller has checked the limit.</summary>
+    private void Insert(ulong key, int port, bool isStatic, long now)
     {
         if ((_count + 1) * 2 > _slots.Length && _slots.Length < _maxCapacity) Resize(_slots.Length * 2);
         var i = Home(key);
         while (_slots[i].Key != 0) i = (i + 1) & _mask;
-        _slots[i].Key = key;
+        _slots[i] = new Slot { Key = key, Port = port, Static = isStatic, LastSeen = now, LearnedAt = now };
         _count++;
-        return i;
+        if (RunThrough(i) > MaxRun)
+        {
+            _multiplier = (ulong)Random.Shared.NextInt64() | 1;
+            _rehashes++;
+            Resize(_slots.Length);
+        }
+    }
+
+    /// <summary>The length of the run of occupied slots through slot <paramref name="i"/>, counted up to just past <see cref="MaxRun"/>.</summary>
+    private int RunThrough(int i)
+    {
+        var run = 1;
+        for (var j = (i - 1) & _mask; run <= MaxRun && _slots[j].Key != 0; j = (j - 1) & _mask) run++;
+        for (var j = (i + 1) & _mask; run <= MaxRun && _slots[j].Key != 0; j = (j + 1) & _mask) run++;
+        return run;
+    }
+
+    /// <summary>The longest run of occupied slots in the table (for tests).</summary>
+    internal int LongestRun()
+    {
+        int longest = 0, run = 0;
+        // Twice around, so a run that wraps past the last slot is counted whole.
+        for (var n = 0; n < 2 * _slots.Length; n++)
+        {
+            run = _slots[n & _mask].Key != 0 ? run + 1 : 0;
+            longest = Math.Max(longest, Math.Min(run, _slots.Length));
+        }
+        return longest;
     }
 
     /// <summary>Removes slot <paramref name="i"/>, shifting later members of its cluster back so probes stay unbroken.</summary>
@@ -212,6 +262,7 @@ public sealed class ForwardingDatabase
     {
         private readonly ref Slot _slots;
         private readonly ForwardingDatabase _table;
+        private readonly ulong _multiplier;
         private readonly int _shift;
         // The two times a frame is compared against, precomputed so each per-frame test is one compare:
         // a source last seen before the first gets its timestamp refreshed, a destination last seen
@@ -223,6 +274,7 @@ public sealed class ForwardingDatabase
         {
             _slots = ref MemoryMarshal.GetArrayDataReference(table._slots);
             _table = table;
+            _multiplier = table._multiplier;
             _shift = table._shift;
             _refreshBefore = now - table._refreshTicks;
             _expiredBefore = now - table._agingTicks;
@@ -241,7 +293,7 @@ public sealed class ForwardingDatabase
         public bool TryLearnAndLookup(ulong source, ulong destination, int port, out int found)
         {
             found = -1;
-            var i = HomeOf(source, _shift);
+            var i = HomeOf(source, _multiplier, _shift);
             ulong key;
             while ((key = Unsafe.Add(ref _slots, i).Key) != source)
             {
@@ -252,7 +304,7 @@ public sealed class ForwardingDatabase
             if (slot.Port != port) return false;
             if (slot.LastSeen < _refreshBefore) slot.LastSeen = _table._batchNow;
             if (destination == 0) return true;
-            i = HomeOf(destination, _shift);
+            i = HomeOf(destination, _multiplier, _shift);
             while ((key = Unsafe.Add(ref _slots, i).Key) != destination)
             {
                 if (key == 0) return false;
@@ -312,10 +364,7 @@ public sealed class ForwardingDatabase
                 return;
             }
         }
-        i = Insert(key);
-        _slots[i].Port = port;
-        _slots[i].LastSeen = now;
-        _slots[i].LearnedAt = now;
+        Insert(key, port, isStatic: false, now);
         _learned++;
     }
 
@@ -330,12 +379,13 @@ public sealed class ForwardingDatabase
     {
         var key = Key(mac, vlan);
         var i = Find(key);
+        var now = _time.GetTimestamp();
         if (i < 0)
         {
             if (_count >= Limit) return false;
-            i = Insert(key);
+            Insert(key, port, isStatic: true, now);
+            return true;
         }
-        var now = _time.GetTimestamp();
         _slots[i].Port = port;
         _slots[i].Static = true;
         _slots[i].LastSeen = now;

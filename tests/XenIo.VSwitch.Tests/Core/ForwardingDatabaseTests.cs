@@ -119,4 +119,56 @@ public class ForwardingDatabaseTests
         Assert.Equal(-1, fdb.Lookup(5000, 0));
         Assert.Equal(2048, fdb.Capacity);
     }
+
+    /// <summary>
+    /// A guest that knows the table's starting multiplier picks MACs that all share one home. The insert
+    /// that makes their run longer than <see cref="ForwardingDatabase.MaxRun"/> rehashes the table with
+    /// a random multiplier: every run stays short, every entry is still found, nothing is lost.
+    /// </summary>
+    [Fact]
+    public void Macs_chosen_to_share_a_home_make_the_table_rehash_and_every_run_stays_short()
+    {
+        var fdb = new ForwardingDatabase(limit: 8192, time: new ManualTime());
+        var crafted = MacsSharingAHome(count: 3000, seed: 5);
+        foreach (var (mac, vlan) in crafted) fdb.Learn(mac, vlan, 1);
+        Assert.Equal(crafted.Count, fdb.Count);
+        Assert.InRange(fdb.Rehashes, 1, 10);
+        Assert.InRange(fdb.LongestRun(), 1, ForwardingDatabase.MaxRun);
+        foreach (var (mac, vlan) in crafted) Assert.Equal(1, fdb.Lookup(mac, vlan));
+    }
+
+    /// <summary>MACs numbered the way toolstacks number their guests' spread over the table as they are: no rehash.</summary>
+    [Fact]
+    public void Consecutive_macs_need_no_rehash()
+    {
+        var fdb = new ForwardingDatabase(limit: 8192, time: new ManualTime());
+        for (var n = 0UL; n < 8192; n++) fdb.Learn(0x5254_0012_0000 + n, 1, (int)(n % 4));
+        Assert.Equal(8192, fdb.Count);
+        Assert.Equal(0, fdb.Rehashes);
+        Assert.InRange(fdb.LongestRun(), 1, 8);
+    }
+
+    /// <summary>
+    /// (MAC, VLAN) pairs whose keys, times the Fibonacci multiplier, agree in their top 14 bits: the same
+    /// home in any table up to 16384 slots. Found by running the hash backwards: a product with those
+    /// bits fixed, times the multiplier's inverse, is a key; kept when it has the form a key takes.
+    /// </summary>
+    private static List<(ulong Mac, int Vlan)> MacsSharingAHome(int count, int seed)
+    {
+        const ulong multiplier = 0x9E3779B97F4A7C15UL;
+        var inverse = multiplier; // Newton's iteration doubles the correct low bits each step.
+        for (var step = 0; step < 6; step++) inverse *= 2 - multiplier * inverse;
+        Assert.Equal(1UL, multiplier * inverse);
+        var random = new Random(seed);
+        var found = new HashSet<(ulong, int)>();
+        while (found.Count < count)
+        {
+            var product = 0x2A5UL << 50 | (ulong)random.NextInt64() & ((1UL << 50) - 1);
+            var key = product * inverse;
+            // The occupied bit set and nothing between it and the VLAN.
+            if (key >> 60 != 0x8) continue;
+            found.Add((key & 0xFFFF_FFFF_FFFF, (int)(key >> 48 & 0xFFF)));
+        }
+        return [.. found];
+    }
 }
