@@ -3,6 +3,7 @@ using XenIo.Consoled.Buffers;
 using XenIo.Consoled.Rings;
 using XenIo.Consoled.Telnet;
 using XenIo.Hypervisor.Rings;
+using XenIo.Tests;
 using Xunit;
 
 namespace XenIo.Consoled.Tests;
@@ -10,14 +11,7 @@ namespace XenIo.Consoled.Tests;
 /// <summary>The per-byte paths allocate nothing once warm (the micro benchmarks show the same with MemoryDiagnoser).</summary>
 public sealed class AllocationTests
 {
-    private static long AllocatedBy(Action action)
-    {
-        // Warm up past tiered compilation's call counting (30 calls), whose promotion allocates on the calling thread.
-        for (int i = 0; i < 100; i++) action();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++) action();
-        return GC.GetAllocatedBytesForCurrentThread() - before;
-    }
+    private static long AllocatedBy(Action action) => SteadyStateAllocation.BytesOver(1000, action);
 
     [Fact]
     public void Telnet_encode_and_receive_do_not_allocate()

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using XenIo.Guest.Blkfront;
 using XenIo.Guest.Blkfront.Fuse;
+using XenIo.Tests;
 using Xunit;
 
 namespace XenIo.Blkback.Tests.Blkfront;
@@ -260,11 +261,7 @@ public sealed class FuseDiskHandlerAllocationTests
                 read.CopyTo(buffers.Request.Span);
                 handler.Handle(read.Length, buffers, sink);
             }
-            // Warm up past tiered compilation's call counting (30 calls), whose promotion allocates on the calling thread.
-            for (int i = 0; i < 100; i++) Once();
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 1000; i++) Once();
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            long allocated = SteadyStateAllocation.BytesOver(1000, Once);
             Assert.Equal(0, sink.Errors);
             Assert.Equal(0, allocated);
         }

@@ -1,6 +1,7 @@
 using XenIo.Blkback.Images;
 using XenIo.Blkback.Requests;
 using XenIo.Hypervisor.Abi;
+using XenIo.Tests;
 using Xunit;
 
 namespace XenIo.Blkback.Tests.Requests;
@@ -102,10 +103,7 @@ public sealed unsafe class BlkRequestExecutorTests : IDisposable
             one[0] = new IoBuffer(_page[0].Address, segs[0].Length);
             if (BlkRequestExecutor.Execute(r, one, _image) != BlkifStatus.Okay) failures++;
         }
-        Once();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++) Once();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = SteadyStateAllocation.BytesOver(1000, Once);
         Assert.Equal(0, failures);
         Assert.Equal(0, allocated);
     }
