@@ -60,7 +60,7 @@ public sealed class ForwardingDatabase
     public int Limit { get; }
     public int Count => _count;
 
-    /// <summary>Slots the table has now: a power of two, at most twice the limit (rounded up to one).</summary>
+    /// <summary>Slots the table has now: a power of two, at most twice the limit rounded up to a power of two.</summary>
     internal int Capacity => _slots.Length;
     public long Learned => _learned;
     public long Moves => _moves;
@@ -99,11 +99,11 @@ public sealed class ForwardingDatabase
 
     /// <summary>
     /// The longest run of occupied slots the table lets stand. Keys from guests land in runs of a few
-    /// slots, even in a table at its limit (half full); a longer one means MACs were chosen to share homes, which with a known multiplier is a
-    /// few lines of arithmetic (thousands of MACs in one run, every frame to or from them walking it).
-    /// An insert that makes a run longer than this rehashes the table with a random multiplier the
-    /// guest cannot know, as Linux's bridge and Open vSwitch salt their MAC hashes, so every probe
-    /// stays short.
+    /// slots, even in a table at its limit (half full). A longer run means MACs were chosen to share
+    /// homes, which with a known multiplier is a few lines of arithmetic: thousands of MACs in one run,
+    /// every frame to or from them walking it. An insert that makes a run longer than this rehashes the
+    /// table with a random multiplier the guest cannot know (Linux's bridge and Open vSwitch salt their
+    /// MAC hashes for the same reason), so every probe stays short.
     /// </summary>
     internal const int MaxRun = 128;
 
