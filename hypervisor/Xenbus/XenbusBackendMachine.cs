@@ -57,9 +57,9 @@ public abstract class XenbusBackendMachine<TAction> where TAction : class
 
     /// <summary>
     /// The frontend closing or gone: Closing disconnects and answers Closing, Closed and Unknown
-    /// disconnect and answer Closed; repeats change nothing (XSA-350). False for any other state.
+    /// disconnect and answer Closed; repeats change nothing (XSA-350). Any other state changes nothing.
     /// </summary>
-    protected bool OnFrontendClosing(XenbusState frontendState, List<TAction> actions)
+    protected void OnFrontendClosing(XenbusState frontendState, List<TAction> actions)
     {
         var answer = frontendState switch
         {
@@ -67,10 +67,9 @@ public abstract class XenbusBackendMachine<TAction> where TAction : class
             XenbusState.Closed or XenbusState.Unknown => XenbusState.Closed,
             _ => (XenbusState?)null,
         };
-        if (answer is not { } state) return false;
+        if (answer is not { } state) return;
         Disconnect(actions);
         Switch(actions, state);
-        return true;
     }
 
     /// <summary>A failure on this device only: logged, disconnected and closed, once (nothing more while already closed).</summary>

@@ -153,9 +153,7 @@ public sealed class ForwardingDatabase
         foreach (ref readonly var slot in old.AsSpan())
         {
             if (slot.Key == 0) continue;
-            var i = Home(slot.Key);
-            while (_slots[i].Key != 0) i = (i + 1) & _mask;
-            _slots[i] = slot;
+            _slots[FreeSlotFor(slot.Key)] = slot;
         }
     }
 
@@ -163,8 +161,7 @@ public sealed class ForwardingDatabase
     private void Insert(ulong key, int port, bool isStatic, long now)
     {
         if ((_count + 1) * 2 > _slots.Length && _slots.Length < _maxCapacity) Resize(_slots.Length * 2);
-        var i = Home(key);
-        while (_slots[i].Key != 0) i = (i + 1) & _mask;
+        var i = FreeSlotFor(key);
         _slots[i] = new Slot { Key = key, Port = port, Static = isStatic, LastSeen = now, LearnedAt = now };
         _count++;
         if (RunThrough(i) > MaxRun)
@@ -173,6 +170,14 @@ public sealed class ForwardingDatabase
             _rehashes++;
             Resize(_slots.Length);
         }
+    }
+
+    /// <summary>The first empty slot from <paramref name="key"/>'s home on: where an insert puts it.</summary>
+    private int FreeSlotFor(ulong key)
+    {
+        var i = Home(key);
+        while (_slots[i].Key != 0) i = (i + 1) & _mask;
+        return i;
     }
 
     /// <summary>The length of the run of occupied slots through slot <paramref name="i"/>, counted up to just past <see cref="MaxRun"/>.</summary>
