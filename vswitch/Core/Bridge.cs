@@ -289,7 +289,8 @@ public sealed class Bridge
         Debug.Assert(chunk.Length <= ChunkFrames);
         ref var targets = ref MemoryMarshal.GetArrayDataReference(_targets);
         var fdb = Fdb.ForBatch(now);
-        long rxBytes = 0;
+        // At most ChunkFrames frames of at most MaxFrameLength bytes each: the sum fits an int.
+        var rxBytes = 0;
         var i = 0;
         for (; i < chunk.Length; i++)
         {
@@ -302,14 +303,14 @@ public sealed class Bridge
                 && (length < EtherTypes.EthernetHeaderLength || length > EtherTypes.MaxFrameLength || !packet.Metadata.IsGso))
                 break;
             if (packet.Metadata.HasVlan) break;
-            ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), packet.Offset);
+            ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), (nuint)(uint)packet.Offset);
             // The frame's first 14 bytes as two 8-byte loads: bytes 0-7 hold the destination MAC,
             // bytes 6-13 the source MAC and the EtherType. A MAC's group (multicast) bit is bit 0 of its
             // first byte, the lowest byte of a little-endian load; each MAC is the top 48 bits of the
             // load read big-endian.
             var head = Unsafe.ReadUnaligned<ulong>(ref frame);
             var tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, EtherTypes.MacLength));
-            if ((tail & 1) != 0 || (ushort)(tail >> 48) == VlanEtherTypeInMemory)
+            if ((tail & 1) != 0 || tail >> 48 == VlanEtherTypeInMemory)
                 break;
             var source = BinaryPrimitives.ReverseEndianness(tail) >> 16;
             var destination = (head & 1) == 0 ? vlanKey | BinaryPrimitives.ReverseEndianness(head) >> 16 : 0;

@@ -32,6 +32,9 @@ public sealed class ForwardingDatabase
 
     private Slot[] _slots;
     private int _mask;
+    /// <summary><see cref="_mask"/> in bytes: the batch path probes by byte offset.</summary>
+    private nuint _byteMask;
+    private static nuint SlotSize => (nuint)Unsafe.SizeOf<Slot>();
     private int _shift;
     private readonly int _maxCapacity;
     private readonly TimeProvider _time;
@@ -148,6 +151,7 @@ public sealed class ForwardingDatabase
         Slot[]? old = _slots;
         _slots = new Slot[capacity];
         _mask = capacity - 1;
+        _byteMask = (nuint)_mask * SlotSize;
         _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
         if (old is null) return;
         foreach (ref readonly var slot in old.AsSpan())
@@ -297,28 +301,38 @@ public sealed class ForwardingDatabase
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool TryLearnAndLookup(ulong source, ulong destination, int port, out int found)
         {
-            found = -1;
-            var i = HomeOf(source, _multiplier, _shift);
-            ulong key;
-            while ((key = Unsafe.Add(ref _slots, i).Key) != source)
-            {
-                if (key == 0) return false;
-                i = (i + 1) & _table._mask;
-            }
-            ref var slot = ref Unsafe.Add(ref _slots, i);
+            found = 0;
+            if (!TryFind(source, out var at)) return false;
+            ref var slot = ref Unsafe.AddByteOffset(ref _slots, at);
             if (slot.Port != port) return false;
             if (slot.LastSeen < _refreshBefore) slot.LastSeen = _table._batchNow;
-            if (destination == 0) return true;
-            i = HomeOf(destination, _multiplier, _shift);
-            while ((key = Unsafe.Add(ref _slots, i).Key) != destination)
+            if (destination == 0)
             {
-                if (key == 0) return false;
-                i = (i + 1) & _table._mask;
+                found = -1;
+                return true;
             }
-            slot = ref Unsafe.Add(ref _slots, i);
+            if (!TryFind(destination, out at)) return false;
+            slot = ref Unsafe.AddByteOffset(ref _slots, at);
             if (slot.LastSeen < _expiredBefore && !slot.Static) return false;
             found = slot.Port;
             return true;
+        }
+
+        /// <summary>
+        /// Finds <paramref name="key"/>'s slot as a byte offset into the table: a hit costs one multiply,
+        /// one shift, one scale and one load, and the caller's slot reference no second address computation.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private bool TryFind(ulong key, out nuint offset)
+        {
+            offset = (nuint)((key * _multiplier) >> _shift) * SlotSize;
+            while (true)
+            {
+                var k = Unsafe.AddByteOffset(ref _slots, offset).Key;
+                if (k == key) return true;
+                if (k == 0) return false;
+                offset = (offset + SlotSize) & _table._byteMask;
+            }
         }
     }
 
