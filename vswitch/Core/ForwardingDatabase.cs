@@ -9,8 +9,8 @@ public readonly record struct FdbEntry(ulong Mac, int Vlan, int Port, bool Stati
 
 /// <summary>
 /// The MAC learning table of one bridge, keyed by (VLAN, MAC) so the same MAC on two VLANs is two
-/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table (linear probing,
-/// backward-shift deletion) that grows with its entries up to twice the limit and no further, so a guest
+/// entries. Bounded (Open vSwitch's default 8192) in an open-addressing table of 16-byte slots (linear
+/// probing, backward-shift deletion) that grows with its entries up to twice the limit and no further, so a guest
 /// sending from a million random MACs cannot grow memory past that and a lookup touches one cache line
 /// of a table no larger than its entries need; when full, expired entries are swept (at most once a
 /// second) and otherwise new MACs are not learned and their frames flood. A MAC that moves between
@@ -21,16 +21,41 @@ public sealed class ForwardingDatabase
 {
     private const ulong Occupied = 1UL << 63;
 
+    /// <summary>
+    /// One entry in 16 bytes, four to a cache line: what a lookup reads. When the entry was learned on
+    /// its port (read only when it moves) is kept apart, in <see cref="_learnedAt"/>.
+    /// </summary>
     private struct Slot
     {
         public ulong Key; // Occupied | vlan << 48 | mac; 0 when empty
-        public int Port;
-        public bool Static;
-        public long LastSeen;
-        public long LearnedAt;
+        public ulong Seen; // the stamp it was last seen at (Forever when static) << PortBits | port
     }
 
+    /// <summary>
+    /// Times in the table are stamps: the timestamp since the table was made, shifted down to about a
+    /// microsecond, so one fits in 48 bits (about 4 years) beside a 16-bit port. Ages are exact to the stamp.
+    /// </summary>
+    private const int PortBits = 16;
+    private const ulong PortMask = (1UL << PortBits) - 1;
+    /// <summary>A static entry's stamp: later than any time, so it never ages out or needs a refresh.</summary>
+    private const long Forever = (1L << (64 - PortBits)) - 1;
+    /// <summary>The largest port number an entry holds.</summary>
+    public const int MaxPort = (int)PortMask;
+
+    private static ulong Seen(long stamp, int port) => (ulong)stamp << PortBits | (uint)port;
+    private static int PortOf(in Slot slot) => (int)(slot.Seen & PortMask);
+    private static long StampOf(in Slot slot) => (long)(slot.Seen >> PortBits);
+    private static bool IsStatic(in Slot slot) => StampOf(slot) == Forever;
+
+    private readonly long _epoch;
+    private readonly int _stampShift;
+
+    /// <summary>The stamp of timestamp <paramref name="now"/> (0 for a time before the table was made).</summary>
+    private long Stamp(long now) => Math.Min(Math.Max(now - _epoch, 0) >> _stampShift, Forever - 1);
+
     private Slot[] _slots;
+    /// <summary>Per slot, the timestamp its entry was learned on its port at (flap damping); moves with its entry.</summary>
+    private long[] _learnedAt;
     private int _mask;
     /// <summary><see cref="_mask"/> in bytes: the batch path probes by byte offset.</summary>
     private nuint _byteMask;
@@ -40,7 +65,8 @@ public sealed class ForwardingDatabase
     private readonly TimeProvider _time;
     private int _count;
     private long _agingTicks;
-    private long _refreshTicks;
+    private long _agingStamps;
+    private long _refreshStamps;
     private long _persistenceTicks;
     private long _lastSweep;
     private long _learned;
@@ -53,6 +79,9 @@ public sealed class ForwardingDatabase
         if (limit <= 0 || limit > 1 << 24) throw new ArgumentOutOfRangeException(nameof(limit));
         Limit = limit;
         _time = time ?? TimeProvider.System;
+        _epoch = _time.GetTimestamp();
+        // Stamps of about a microsecond: 512 ns at Linux's nanosecond timestamps.
+        _stampShift = Math.Max(0, System.Numerics.BitOperations.Log2((ulong)(_time.TimestampFrequency / 1_000_000)));
         _maxCapacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
         Resize(Math.Min(MinCapacity, _maxCapacity));
         Aging = aging ?? TimeSpan.FromSeconds(300);
@@ -79,10 +108,11 @@ public sealed class ForwardingDatabase
         set
         {
             _agingTicks = (long)(value.TotalSeconds * _time.TimestampFrequency);
+            _agingStamps = _agingTicks >> _stampShift;
             // An entry seen again within this much of its last refresh keeps its timestamp: the learn
             // of a known source then only reads its slot. Ages are exact to within 1/300 of the aging
             // time (1 s at the default 300 s), far inside what aging promises.
-            _refreshTicks = Math.Min(_agingTicks / 300, _time.TimestampFrequency);
+            _refreshStamps = Math.Min(_agingTicks / 300, _time.TimestampFrequency) >> _stampShift;
         }
     }
 
@@ -145,19 +175,23 @@ public sealed class ForwardingDatabase
     /// a bridge with a few hundred MACs probes a few cache lines' worth of table, not the whole
     /// limit's, and a flood of new MACs still ends at the same bounded size.
     /// </summary>
-    [MemberNotNull(nameof(_slots))]
+    [MemberNotNull(nameof(_slots), nameof(_learnedAt))]
     private void Resize(int capacity)
     {
         Slot[]? old = _slots;
+        long[]? oldLearnedAt = _learnedAt;
         _slots = new Slot[capacity];
+        _learnedAt = new long[capacity];
         _mask = capacity - 1;
         _byteMask = (nuint)_mask * SlotSize;
         _shift = 64 - System.Numerics.BitOperations.Log2((uint)capacity);
-        if (old is null) return;
-        foreach (ref readonly var slot in old.AsSpan())
+        if (old is null || oldLearnedAt is null) return;
+        for (var i = 0; i < old.Length; i++)
         {
-            if (slot.Key == 0) continue;
-            _slots[FreeSlotFor(slot.Key)] = slot;
+            if (old[i].Key == 0) continue;
+            var to = FreeSlotFor(old[i].Key);
+            _slots[to] = old[i];
+            _learnedAt[to] = oldLearnedAt[i];
         }
     }
 
@@ -166,7 +200,8 @@ public sealed class ForwardingDatabase
     {
         if ((_count + 1) * 2 > _slots.Length && _slots.Length < _maxCapacity) Resize(_slots.Length * 2);
         var i = FreeSlotFor(key);
-        _slots[i] = new Slot { Key = key, Port = port, Static = isStatic, LastSeen = now, LearnedAt = now };
+        _slots[i] = new Slot { Key = key, Seen = Seen(isStatic ? Forever : Stamp(now), port) };
+        _learnedAt[i] = now;
         _count++;
         if (RunThrough(i) > MaxRun)
         {
@@ -227,12 +262,18 @@ public sealed class ForwardingDatabase
                 if (!stays) break;
             }
             _slots[i] = _slots[j];
+            _learnedAt[i] = _learnedAt[j];
             i = j;
         }
     }
 
     /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
-    public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, port, _time.GetTimestamp());
+    public void Learn(ulong mac, int vlan, int port)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(port);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(port, MaxPort);
+        Learn(mac, vlan, port, _time.GetTimestamp());
+    }
 
     /// <summary>
     /// The per-frame learn: an entry already on this port is only refreshed (one compare and one store
@@ -246,9 +287,11 @@ public sealed class ForwardingDatabase
         if (i >= 0)
         {
             ref var slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slots), i);
-            if (slot.Port == port)
+            if (PortOf(slot) == port)
             {
-                if (now - slot.LastSeen > _refreshTicks) slot.LastSeen = now;
+                // A static entry's stamp is Forever: never refreshed.
+                var stamp = Stamp(now);
+                if (StampOf(slot) < stamp - _refreshStamps) slot.Seen = Seen(stamp, port);
                 return;
             }
         }
@@ -258,8 +301,8 @@ public sealed class ForwardingDatabase
     /// <summary>The table as the batch path reads it, with its fields in a value the caller keeps in registers across a loop.</summary>
     internal BatchView ForBatch(long now)
     {
-        _batchNow = now;
-        return new(this, now);
+        _batchStamp = Stamp(now);
+        return new(this, _batchStamp);
     }
 
     /// <summary>
@@ -273,20 +316,21 @@ public sealed class ForwardingDatabase
         private readonly ForwardingDatabase _table;
         private readonly ulong _multiplier;
         private readonly int _shift;
-        // The two times a frame is compared against, precomputed so each per-frame test is one compare:
-        // a source last seen before the first gets its timestamp refreshed, a destination last seen
-        // before the second has aged out.
-        private readonly long _refreshBefore;
-        private readonly long _expiredBefore;
+        // The two times a frame is compared against, precomputed as slots hold them (a stamp above a
+        // port of 0) so each per-frame test is one compare of the slot's Seen: a source last seen before
+        // the first gets its stamp refreshed, a destination last seen before the second has aged out.
+        // A static entry's Forever is never before either.
+        private readonly ulong _refreshBefore;
+        private readonly ulong _expiredBefore;
 
-        public BatchView(ForwardingDatabase table, long now)
+        public BatchView(ForwardingDatabase table, long stamp)
         {
             _slots = ref MemoryMarshal.GetArrayDataReference(table._slots);
             _table = table;
             _multiplier = table._multiplier;
             _shift = table._shift;
-            _refreshBefore = now - table._refreshTicks;
-            _expiredBefore = now - table._agingTicks;
+            _refreshBefore = Seen(Math.Max(stamp - table._refreshStamps, 0), 0);
+            _expiredBefore = Seen(Math.Max(stamp - table._agingStamps, 0), 0);
         }
 
         /// <summary>
@@ -304,8 +348,8 @@ public sealed class ForwardingDatabase
             found = 0;
             if (!TryFind(source, out var at)) return false;
             ref var slot = ref Unsafe.AddByteOffset(ref _slots, at);
-            if (slot.Port != port) return false;
-            if (slot.LastSeen < _refreshBefore) slot.LastSeen = _table._batchNow;
+            if (PortOf(slot) != port) return false;
+            if (slot.Seen < _refreshBefore) slot.Seen = Seen(_table._batchStamp, port);
             if (destination == 0)
             {
                 found = -1;
@@ -313,8 +357,8 @@ public sealed class ForwardingDatabase
             }
             if (!TryFind(destination, out at)) return false;
             slot = ref Unsafe.AddByteOffset(ref _slots, at);
-            if (slot.LastSeen < _expiredBefore && !slot.Static) return false;
-            found = slot.Port;
+            if (slot.Seen < _expiredBefore) return false;
+            found = PortOf(slot);
             return true;
         }
 
@@ -336,8 +380,8 @@ public sealed class ForwardingDatabase
         }
     }
 
-    /// <summary>The clock reading of the batch in hand, which <see cref="BatchView"/> stamps refreshed sources with.</summary>
-    private long _batchNow;
+    /// <summary>The stamp of the batch in hand, which <see cref="BatchView"/> stamps refreshed sources with.</summary>
+    private long _batchStamp;
 
     /// <summary>The lookup of a key: the port, or -1 when unknown or aged out (then removed).</summary>
     private int LookupKey(ulong key, long now)
@@ -345,12 +389,12 @@ public sealed class ForwardingDatabase
         var i = Find(key);
         if (i < 0) return -1;
         ref var slot = ref _slots[i];
-        if (!slot.Static && now - slot.LastSeen > _agingTicks)
+        if (StampOf(slot) < Stamp(now) - _agingStamps)
         {
             RemoveAt(i);
             return -1;
         }
-        return slot.Port;
+        return PortOf(slot);
     }
 
     private void LearnSlow(ulong key, int i, int port, long now)
@@ -358,20 +402,20 @@ public sealed class ForwardingDatabase
         if (i >= 0)
         {
             ref var slot = ref _slots[i];
-            if (slot.Port != port)
+            if (IsStatic(slot)) return;
+            var stamp = Stamp(now);
+            if (PortOf(slot) != port)
             {
-                if (slot.Static) return;
-                var expired = now - slot.LastSeen > _agingTicks;
-                if (!expired && now - slot.LearnedAt < _persistenceTicks)
+                var expired = StampOf(slot) < stamp - _agingStamps;
+                if (!expired && now - _learnedAt[i] < _persistenceTicks)
                 {
                     _flapsDamped++;
                     return;
                 }
-                slot.Port = port;
-                slot.LearnedAt = now;
+                _learnedAt[i] = now;
                 _moves++;
             }
-            slot.LastSeen = now;
+            slot.Seen = Seen(stamp, port);
             return;
         }
         if (_count >= Limit)
@@ -396,6 +440,8 @@ public sealed class ForwardingDatabase
     /// <summary>Adds or replaces a static entry: never aged, never moved by learning.</summary>
     public bool AddStatic(ulong mac, int vlan, int port)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(port);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(port, MaxPort);
         var key = Key(mac, vlan);
         var i = Find(key);
         var now = _time.GetTimestamp();
@@ -405,10 +451,8 @@ public sealed class ForwardingDatabase
             Insert(key, port, isStatic: true, now);
             return true;
         }
-        _slots[i].Port = port;
-        _slots[i].Static = true;
-        _slots[i].LastSeen = now;
-        _slots[i].LearnedAt = now;
+        _slots[i].Seen = Seen(Forever, port);
+        _learnedAt[i] = now;
         return true;
     }
 
@@ -422,7 +466,7 @@ public sealed class ForwardingDatabase
 
     /// <summary>Removes learned entries (and static ones when asked), of one port or all (<paramref name="port"/> -1).</summary>
     public int Flush(int port = -1, bool includeStatic = false) =>
-        RemoveWhere((in Slot s, long _) => (port < 0 || s.Port == port) && (includeStatic || !s.Static), 0);
+        RemoveWhere((in Slot s, long _) => (port < 0 || PortOf(s) == port) && (includeStatic || !IsStatic(s)), 0);
 
     /// <summary>Drops every aged-out entry; the bridge calls it from housekeeping.</summary>
     public int Sweep() => Sweep(_time.GetTimestamp());
@@ -430,19 +474,18 @@ public sealed class ForwardingDatabase
     private int Sweep(long now)
     {
         _lastSweep = now;
-        var aging = _agingTicks;
-        return RemoveWhere((in Slot s, long t) => !s.Static && t - s.LastSeen > aging, now);
+        return RemoveWhere((in Slot s, long before) => StampOf(s) < before, Stamp(now) - _agingStamps);
     }
 
-    private delegate bool SlotPredicate(in Slot slot, long now);
+    private delegate bool SlotPredicate(in Slot slot, long argument);
 
-    private int RemoveWhere(SlotPredicate predicate, long now)
+    private int RemoveWhere(SlotPredicate predicate, long argument)
     {
         var removed = 0;
         for (var i = 0; i < _slots.Length; i++)
         {
             // Backward shift may pull a later entry into i: look at i again until it keeps one.
-            while (_slots[i].Key != 0 && predicate(in _slots[i], now))
+            while (_slots[i].Key != 0 && predicate(in _slots[i], argument))
             {
                 RemoveAt(i);
                 removed++;
@@ -454,12 +497,16 @@ public sealed class ForwardingDatabase
     public List<FdbEntry> Snapshot()
     {
         var now = _time.GetTimestamp();
+        var stamp = Stamp(now);
         var list = new List<FdbEntry>(_count);
-        foreach (ref readonly var slot in _slots.AsSpan())
+        for (var i = 0; i < _slots.Length; i++)
         {
+            ref readonly var slot = ref _slots[i];
             if (slot.Key == 0) continue;
-            var age = TimeSpan.FromSeconds((now - slot.LastSeen) / (double)_time.TimestampFrequency);
-            list.Add(new FdbEntry(slot.Key & 0xFFFF_FFFF_FFFF, (int)(slot.Key >> 48 & 0xFFF), slot.Port, slot.Static, age));
+            // A static entry is never seen as such: its age counts from when it was added.
+            var ticks = IsStatic(slot) ? now - _learnedAt[i] : (stamp - StampOf(slot)) << _stampShift;
+            var age = TimeSpan.FromSeconds(ticks / (double)_time.TimestampFrequency);
+            list.Add(new FdbEntry(slot.Key & 0xFFFF_FFFF_FFFF, (int)(slot.Key >> 48 & 0xFFF), PortOf(slot), IsStatic(slot), age));
         }
         return list;
     }

@@ -53,6 +53,9 @@ public sealed class VxlanPort : SwitchPort
     public VxlanPort(string name, VxlanPortOptions options) : base(name)
     {
         if (options.Remotes.Count == 0) throw new ArgumentException("a VXLAN port needs at least one remote", nameof(options));
+        // Learned MACs name their remote by index in the port's table, whose entries hold up to MaxPort.
+        if (options.Remotes.Count > ForwardingDatabase.MaxPort + 1)
+            throw new ArgumentException($"a VXLAN port takes at most {ForwardingDatabase.MaxPort + 1} remotes, not {options.Remotes.Count}", nameof(options));
         _options = options;
         _remotes = options.Remotes.Select(r => r.EndPoint.Serialize()).ToArray();
         _vnis = options.Remotes.Select(r => r.Vni ?? options.Vni).ToArray();

@@ -112,7 +112,9 @@ public class ForwardingDatabaseTests
         for (var mac = 1UL; mac <= 999; mac++) Assert.Equal((int)(mac % 5), fdb.Lookup(mac, (int)(mac % 3)));
         var entries = fdb.Snapshot();
         Assert.Contains(new FdbEntry(0xAA, 7, 9, true, entries.Single(e => e.Static).Age), entries);
-        Assert.Equal(TimeSpan.FromMilliseconds(999), entries.Single(e => e.Mac == 1).Age);
+        // The table keeps times to about a microsecond (its stamps).
+        var age = entries.Single(e => e.Mac == 1).Age;
+        Assert.InRange(age, TimeSpan.FromMilliseconds(999) - TimeSpan.FromMicroseconds(1), TimeSpan.FromMilliseconds(999) + TimeSpan.FromMicroseconds(1));
 
         // At the limit nothing new is learned and the table stays as it is.
         fdb.Learn(5000, 0, 1);
@@ -138,6 +140,18 @@ public class ForwardingDatabaseTests
     }
 
     /// <summary>MACs numbered the way toolstacks number their guests' spread over the table as they are: no rehash.</summary>
+    /// <summary>An entry holds a 16-bit port: a larger one is refused, not cut short into another port.</summary>
+    [Fact]
+    public void Ports_beyond_the_entry_limit_are_refused()
+    {
+        var fdb = new ForwardingDatabase(limit: 16, time: new ManualTime());
+        fdb.Learn(1, 0, ForwardingDatabase.MaxPort);
+        Assert.Equal(ForwardingDatabase.MaxPort, fdb.Lookup(1, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fdb.Learn(2, 0, ForwardingDatabase.MaxPort + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fdb.AddStatic(3, 0, -1));
+        Assert.Equal(1, fdb.Count);
+    }
+
     [Fact]
     public void Consecutive_macs_need_no_rehash()
     {
