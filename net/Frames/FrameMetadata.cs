@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace XenIo.Net.Frames;
 
 /// <summary>What a port knows about a frame's transport checksum when it hands the frame over.</summary>
@@ -34,11 +36,12 @@ public struct FrameMetadata
 {
     public int Length;
     public bool HasVlan;
-    public ushort VlanTci;
+    // Checksum and Gso sit side by side, so HasOffload tests both with one load.
     public ChecksumState Checksum;
+    public GsoType Gso;
+    public ushort VlanTci;
     public ushort CsumStart;
     public ushort CsumOffset;
-    public GsoType Gso;
     public ushort GsoSize;
     /// <summary>Length of the headers before a GSO frame's payload (virtio hdr_len); a hint, recomputed when segmenting.</summary>
     public ushort HeaderLength;
@@ -48,6 +51,14 @@ public struct FrameMetadata
     public readonly ushort VlanId => (ushort)(VlanTci & 0x0FFF);
 
     public readonly bool IsGso => Gso != GsoType.None;
+
+    /// <summary>
+    /// A checksum left for the receiver to complete or a GSO frame to segment: what a port that cannot
+    /// take offloads needs done first. One 16-bit load over <see cref="Checksum"/> and <see cref="Gso"/>:
+    /// Partial is the only checksum state with bit 0 set, and any GSO type is non-zero.
+    /// </summary>
+    public readonly bool HasOffload =>
+        (Unsafe.As<ChecksumState, ushort>(ref Unsafe.AsRef(in Checksum)) & (BitConverter.IsLittleEndian ? 0xFF01 : 0x01FF)) != 0;
 
     public static FrameMetadata Plain(int length, int ingressPort = -1) =>
         new() { Length = length, IngressPort = ingressPort };

@@ -380,8 +380,7 @@ public sealed class Bridge
             {
                 ref var egress = ref Unsafe.Add(ref plainEgress, known);
                 var length = packet.Length;
-                if (egress.Vlan == vlan && known != index && length <= egress.MaxLength
-                    && packet.Metadata.Gso == GsoType.None && packet.Metadata.Checksum != ChecksumState.Partial)
+                if (egress.Vlan == vlan && known != index && length <= egress.MaxLength && !packet.Metadata.HasOffload)
                 {
                     var port = egress.Port!;
                     // PacketBuffer keeps Offset and Length inside its array.
@@ -650,7 +649,7 @@ public sealed class Bridge
     {
         // The common frame (no egress limit, no offload to undo) takes the short way; the checks below
         // are the same ones in the same order.
-        if (port.EgressLimit is null && !metadata.IsGso && metadata.Checksum != ChecksumState.Partial)
+        if (port.EgressLimit is null && !metadata.HasOffload)
         {
             if (frame.Length - EtherTypes.EthernetHeaderLength - tagLength > port.Mtu)
             {
