@@ -303,6 +303,7 @@ public sealed class Bridge
                 && (length < EtherTypes.EthernetHeaderLength || length > EtherTypes.MaxFrameLength || !packet.Metadata.IsGso))
                 break;
             if (packet.Metadata.HasVlan) break;
+            // Offset is never negative (SetFrame): read unsigned, it needs no sign extension.
             ref var frame = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(packet.Data), (nuint)(uint)packet.Offset);
             // The frame's first 14 bytes as two 8-byte loads: bytes 0-7 hold the destination MAC,
             // bytes 6-13 the source MAC and the EtherType. A MAC's group (multicast) bit is bit 0 of its

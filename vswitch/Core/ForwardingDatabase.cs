@@ -23,7 +23,7 @@ public sealed class ForwardingDatabase
 
     /// <summary>
     /// One entry in 16 bytes, four to a cache line: what a lookup reads. When the entry was learned on
-    /// its port (read only when it moves) is kept apart, in <see cref="_learnedAt"/>.
+    /// its port (read only when it moves, and for a static entry's age) is kept apart, in <see cref="_learnedAt"/>.
     /// </summary>
     private struct Slot
     {
@@ -54,7 +54,7 @@ public sealed class ForwardingDatabase
     private long Stamp(long now) => Math.Min(Math.Max(now - _epoch, 0) >> _stampShift, Forever - 1);
 
     private Slot[] _slots;
-    /// <summary>Per slot, the timestamp its entry was learned on its port at (flap damping); moves with its entry.</summary>
+    /// <summary>Per slot, the timestamp its entry was learned on its port or made static at (flap damping, a static entry's age); moves with its entry.</summary>
     private long[] _learnedAt;
     private int _mask;
     /// <summary><see cref="_mask"/> in bytes: the batch path probes by byte offset.</summary>
