@@ -139,7 +139,6 @@ public class ForwardingDatabaseTests
         foreach (var (mac, vlan) in crafted) Assert.Equal(1, fdb.Lookup(mac, vlan));
     }
 
-    /// <summary>MACs numbered the way toolstacks number their guests' spread over the table as they are: no rehash.</summary>
     /// <summary>An entry holds a 16-bit port: a larger one is refused, not cut short into another port.</summary>
     [Fact]
     public void Ports_beyond_the_entry_limit_are_refused()
@@ -152,6 +151,7 @@ public class ForwardingDatabaseTests
         Assert.Equal(1, fdb.Count);
     }
 
+    /// <summary>MACs numbered the way toolstacks number their guests' spread over the table as they are: no rehash.</summary>
     [Fact]
     public void Consecutive_macs_need_no_rehash()
     {
