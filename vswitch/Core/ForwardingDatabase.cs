@@ -32,8 +32,9 @@ public sealed class ForwardingDatabase
     }
 
     /// <summary>
-    /// Times in the table are stamps: the timestamp since the table was made, shifted down to about a
-    /// microsecond, so one fits in 48 bits (about 4 years) beside a 16-bit port. Ages are exact to the stamp.
+    /// Times in the table are stamps: the timestamp since the table was made, shifted down to about ten
+    /// microseconds, so one fits in 48 bits beside a 16-bit port and lasts over 70 years of uptime.
+    /// Ages are exact to the stamp, far finer than aging needs.
     /// </summary>
     private const int PortBits = 16;
     private const ulong PortMask = (1UL << PortBits) - 1;
@@ -80,8 +81,8 @@ public sealed class ForwardingDatabase
         Limit = limit;
         _time = time ?? TimeProvider.System;
         _epoch = _time.GetTimestamp();
-        // Stamps of about a microsecond: 512 ns at Linux's nanosecond timestamps.
-        _stampShift = Math.Max(0, System.Numerics.BitOperations.Log2((ulong)(_time.TimestampFrequency / 1_000_000)));
+        // Stamps of about ten microseconds: 8.2 us at Linux's nanosecond timestamps.
+        _stampShift = Math.Max(0, System.Numerics.BitOperations.Log2((ulong)(_time.TimestampFrequency / 100_000)));
         _maxCapacity = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)limit * 2);
         Resize(Math.Min(MinCapacity, _maxCapacity));
         Aging = aging ?? TimeSpan.FromSeconds(300);
