@@ -132,8 +132,12 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
             foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 var f = line.Split(' ');
-                if (code == 0 && f.Length == 4 && f[1] == name)
-                    return (int.Parse(f[0], CultureInfo.InvariantCulture), int.Parse(f[2], CultureInfo.InvariantCulture), int.Parse(f[3], CultureInfo.InvariantCulture));
+                // A domain consoled knows but does not serve yet is listed with "-" for its ports: wait on.
+                if (code == 0 && f.Length == 4 && f[1] == name
+                    && int.TryParse(f[0], CultureInfo.InvariantCulture, out var domid)
+                    && int.TryParse(f[2], CultureInfo.InvariantCulture, out var telnet)
+                    && int.TryParse(f[3], CultureInfo.InvariantCulture, out var raw))
+                    return (domid, telnet, raw);
             }
             await Task.Delay(100);
         }
