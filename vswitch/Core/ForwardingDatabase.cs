@@ -48,6 +48,9 @@ public sealed class ForwardingDatabase
     private static long StampOf(in Slot slot) => (long)(slot.Seen >> PortBits);
     private static bool IsStatic(in Slot slot) => StampOf(slot) == Forever;
 
+    /// <summary>Last seen longer than the aging time before <paramref name="stamp"/> (never for a static entry).</summary>
+    private bool IsExpired(in Slot slot, long stamp) => StampOf(slot) < stamp - _agingStamps;
+
     private readonly long _epoch;
     private readonly int _stampShift;
 
@@ -144,28 +147,33 @@ public sealed class ForwardingDatabase
     private ulong _multiplier = FibonacciMultiplier;
     private long _rehashes;
 
-    private int Home(ulong key) => HomeOf(key, _multiplier, _shift);
+    private int Home(ulong key) => (int)HomeOf(key, _multiplier, _shift);
 
     /// <summary>Multiply-shift hashing: the top bits of the key times the multiplier, <paramref name="shift"/> = 64 - log2(capacity).</summary>
-    private static int HomeOf(ulong key, ulong multiplier, int shift) => (int)((key * multiplier) >> shift);
+    private static nuint HomeOf(ulong key, ulong multiplier, int shift) => (nuint)((key * multiplier) >> shift);
 
+    /// <summary>The index of the slot holding <paramref name="key"/>, or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Find(ulong key) => Probe(ref MemoryMarshal.GetArrayDataReference(_slots), _mask, _multiplier, _shift, key);
+    private int Find(ulong key) =>
+        TryProbe(ref MemoryMarshal.GetArrayDataReference(_slots), this, _multiplier, _shift, key, out var offset) ? (int)(offset / SlotSize) : -1;
 
     /// <summary>
-    /// The slot holding <paramref name="key"/>, or -1: linear probing from its home slot to the first
-    /// empty one. No bounds checks: the home is below the capacity and every step is masked by it.
+    /// Finds <paramref name="key"/>'s slot as a byte offset into the table: linear probing from its home
+    /// slot to the first empty one. A hit costs one multiply, one shift, one scale and one load, and the
+    /// caller's slot reference no second address computation; the table's mask is read only on a
+    /// collision, so a caller's loop keeps its registers. No bounds checks: the home is below the
+    /// capacity and every step is masked by it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Probe(ref Slot slots, int mask, ulong multiplier, int shift, ulong key)
+    private static bool TryProbe(ref Slot slots, ForwardingDatabase table, ulong multiplier, int shift, ulong key, out nuint offset)
     {
-        var i = HomeOf(key, multiplier, shift);
+        offset = HomeOf(key, multiplier, shift) * SlotSize;
         while (true)
         {
-            var k = Unsafe.Add(ref slots, i).Key;
-            if (k == key) return i;
-            if (k == 0) return -1;
-            i = (i + 1) & mask;
+            var k = Unsafe.AddByteOffset(ref slots, offset).Key;
+            if (k == key) return true;
+            if (k == 0) return false;
+            offset = (offset + SlotSize) & table._byteMask;
         }
     }
 
@@ -269,11 +277,14 @@ public sealed class ForwardingDatabase
     }
 
     /// <summary>Records that <paramref name="mac"/> on <paramref name="vlan"/> was seen on <paramref name="port"/>.</summary>
-    public void Learn(ulong mac, int vlan, int port)
+    public void Learn(ulong mac, int vlan, int port) => Learn(mac, vlan, CheckPort(port), _time.GetTimestamp());
+
+    /// <summary>A port number an entry can hold: 0 to <see cref="MaxPort"/>.</summary>
+    private static int CheckPort(int port)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(port);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, MaxPort);
-        Learn(mac, vlan, port, _time.GetTimestamp());
+        return port;
     }
 
     /// <summary>
@@ -363,22 +374,8 @@ public sealed class ForwardingDatabase
             return true;
         }
 
-        /// <summary>
-        /// Finds <paramref name="key"/>'s slot as a byte offset into the table: a hit costs one multiply,
-        /// one shift, one scale and one load, and the caller's slot reference no second address computation.
-        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private bool TryFind(ulong key, out nuint offset)
-        {
-            offset = (nuint)((key * _multiplier) >> _shift) * SlotSize;
-            while (true)
-            {
-                var k = Unsafe.AddByteOffset(ref _slots, offset).Key;
-                if (k == key) return true;
-                if (k == 0) return false;
-                offset = (offset + SlotSize) & _table._byteMask;
-            }
-        }
+        private bool TryFind(ulong key, out nuint offset) => TryProbe(ref _slots, _table, _multiplier, _shift, key, out offset);
     }
 
     /// <summary>The stamp of the batch in hand, which <see cref="BatchView"/> stamps refreshed sources with.</summary>
@@ -390,7 +387,7 @@ public sealed class ForwardingDatabase
         var i = Find(key);
         if (i < 0) return -1;
         ref var slot = ref _slots[i];
-        if (StampOf(slot) < Stamp(now) - _agingStamps)
+        if (IsExpired(slot, Stamp(now)))
         {
             RemoveAt(i);
             return -1;
@@ -407,8 +404,7 @@ public sealed class ForwardingDatabase
             var stamp = Stamp(now);
             if (PortOf(slot) != port)
             {
-                var expired = StampOf(slot) < stamp - _agingStamps;
-                if (!expired && now - _learnedAt[i] < _persistenceTicks)
+                if (!IsExpired(slot, stamp) && now - _learnedAt[i] < _persistenceTicks)
                 {
                     _flapsDamped++;
                     return;
@@ -441,8 +437,7 @@ public sealed class ForwardingDatabase
     /// <summary>Adds or replaces a static entry: never aged, never moved by learning.</summary>
     public bool AddStatic(ulong mac, int vlan, int port)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(port);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(port, MaxPort);
+        CheckPort(port);
         var key = Key(mac, vlan);
         var i = Find(key);
         var now = _time.GetTimestamp();
@@ -475,7 +470,7 @@ public sealed class ForwardingDatabase
     private int Sweep(long now)
     {
         _lastSweep = now;
-        return RemoveWhere((in Slot s, long before) => StampOf(s) < before, Stamp(now) - _agingStamps);
+        return RemoveWhere((in Slot s, long stamp) => IsExpired(s, stamp), Stamp(now));
     }
 
     private delegate bool SlotPredicate(in Slot slot, long argument);
