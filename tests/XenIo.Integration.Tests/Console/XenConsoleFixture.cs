@@ -132,7 +132,8 @@ public sealed class XenConsoleFixture : Xunit.IAsyncLifetime
             foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 var f = line.Split(' ');
-                // A domain consoled knows but does not serve yet is listed with "-" for its ports: wait on.
+                // Just after a restart consoled may list a console before it knows the domain's id, with
+                // "-" in place of the id (or of a port it has not opened): wait on.
                 if (code == 0 && f.Length == 4 && f[1] == name
                     && int.TryParse(f[0], CultureInfo.InvariantCulture, out var domid)
                     && int.TryParse(f[2], CultureInfo.InvariantCulture, out var telnet)
