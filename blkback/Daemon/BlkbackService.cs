@@ -45,8 +45,8 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
 
         await using var watch = await store.SubscribeAsync(BackendRoot, "blkback-vbds", cancellationToken: stoppingToken).ConfigureAwait(false);
         var statusPath = BlkbackOptions.StatusSocketPath(_options.RunDirectory);
-        using var status = ListenStatus(statusPath);
-        var serveStatus = ServeStatusAsync(status, stoppingToken);
+        using var status = ListeningSocket.Unix(statusPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 8);
+        var serveStatus = ListeningSocket.AcceptAsync(status, client => _ = ReplyStatusAsync(client, stoppingToken), message => logger.LogWarning("blkback status socket: {Message}", message), stoppingToken);
         logger.LogInformation("blkback watching {Root} on {Xenstored}{Direct}; status on {Socket}", BackendRoot, xsSocket,
             _options.Direct ? " (O_DIRECT)" : "", statusPath);
         try
@@ -61,8 +61,11 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
         }
         finally
         {
+            // Closing the listener ends its accept loop whether or not the daemon is stopping (a lost
+            // xenstored connection ends the loop above without a stop).
+            status.Dispose();
             File.Delete(statusPath);
-            try { await serveStatus.ConfigureAwait(false); } catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+            await serveStatus.ConfigureAwait(false);
         }
     }
 
@@ -112,26 +115,14 @@ public sealed class BlkbackService(IOptions<BlkbackOptions> options, ILogger<Blk
         catch (XenstoreException) { return []; }
     }
 
-    private static Socket ListenStatus(string path)
+    /// <summary>One line per device to a client of the status socket, which then closes it.</summary>
+    private async Task ReplyStatusAsync(Socket client, CancellationToken ct)
     {
-        File.Delete(path);
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Bind(new UnixDomainSocketEndPoint(path));
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        socket.Listen(8);
-        return socket;
-    }
-
-    private async Task ServeStatusAsync(Socket listener, CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
-            using var client = await listener.AcceptAsync(ct).ConfigureAwait(false);
-            var text = new StringBuilder();
-            foreach (var d in _devices.Values.ToArray())
-                text.Append(CultureInfo.InvariantCulture, $"{d.Domid}/{d.Devid} {d.State} {d.Image ?? "-"} served={d.Served} errors={d.Errors}\n");
-            try { await client.SendAsync(Encoding.UTF8.GetBytes(text.ToString()), SocketFlags.None, ct).ConfigureAwait(false); }
-            catch (SocketException) { }
-        }
+        using var _ = client;
+        var text = new StringBuilder();
+        foreach (var d in _devices.Values.ToArray())
+            text.Append(CultureInfo.InvariantCulture, $"{d.Domid}/{d.Devid} {d.State} {d.Image ?? "-"} served={d.Served} errors={d.Errors}\n");
+        try { await client.SendAsync(Encoding.UTF8.GetBytes(text.ToString()), SocketFlags.None, ct).ConfigureAwait(false); }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
     }
 }

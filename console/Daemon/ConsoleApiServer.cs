@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using XenIo.Consoled.Access;
 using XenIo.Consoled.Domains;
 using XenIo.Consoled.Viewers;
+using XenIo.Hypervisor.Daemons;
 
 namespace XenIo.Consoled.Daemon;
 
@@ -32,63 +33,17 @@ public sealed class ConsoleApiServer : IAsyncDisposable
         _domains = domains;
         _administrators = administrators;
         _logger = logger;
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
-        if (File.Exists(path)) File.Delete(path); // a stale socket of a consoled that died
-        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            _listener.Bind(new UnixDomainSocketEndPoint(path));
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
-            if (administrators.GroupName is { Length: > 0 } group && Interop.Libc.GroupId(group) is { } gid && Interop.Libc.Chown(path, uint.MaxValue, gid) != 0)
-                _logger.LogWarning("cannot give {Path} to group {Group}", path, group);
-            _listener.Listen(64);
-        }
-        catch
-        {
-            _listener.Dispose();
-            throw;
-        }
-        _accepting = Task.Run(AcceptLoopAsync);
+        _listener = ListeningSocket.Unix(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite, backlog: 64, prepare: GiveToAdministrators);
+        _accepting = ListeningSocket.AcceptAsync(_listener, client => _ = Task.Run(() => ServeAsync(client)), message => _logger.LogWarning("console API: {Message}", message), _stop.Token);
     }
 
     public string Path { get; }
 
-    private async Task AcceptLoopAsync()
+    /// <summary>The socket belongs to the administrators' group, when there is one, before anyone can reach it.</summary>
+    private void GiveToAdministrators(string socketPath)
     {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception) when (_stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                _logger.LogWarning("console API: accept failed: {Message}", e.Message);
-                await Task.Delay(100).ConfigureAwait(false);
-                continue;
-            }
-            _ = Task.Run(() => ServeAsync(client));
-        }
-    }
-
-    /// <summary>The caller's uid from SO_PEERCRED (<c>struct ucred { pid, uid, gid }</c>).</summary>
-    private static uint? PeerUid(Socket socket)
-    {
-        Span<byte> cred = stackalloc byte[12];
-        try
-        {
-            int n = socket.GetRawSocketOption(1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, cred);
-            return n == 12 ? BitConverter.ToUInt32(cred[4..8]) : null;
-        }
-        catch (SocketException)
-        {
-            return null;
-        }
+        if (_administrators.GroupName is { Length: > 0 } group && Interop.Libc.GroupId(group) is { } gid && Interop.Libc.Chown(socketPath, uint.MaxValue, gid) != 0)
+            _logger.LogWarning("cannot give {Path} to group {Group}", Path, group);
     }
 
     private async Task ServeAsync(Socket client)
@@ -96,7 +51,7 @@ public sealed class ConsoleApiServer : IAsyncDisposable
         bool handedOver = false;
         try
         {
-            uint? uid = PeerUid(client);
+            uint? uid = ListeningSocket.PeerUid(client);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             timeout.CancelAfter(RequestTimeout);
             var line = await ReadLineAsync(client, timeout.Token).ConfigureAwait(false);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using XenIo.Hypervisor.Daemons;
 
 namespace XenIo.Consoled.Viewers;
 
@@ -65,40 +66,19 @@ public sealed class TcpListenerPort : IAsyncDisposable
         }
     }
 
-    private async Task AcceptLoopAsync(Func<Socket, CancellationToken, Task> onAccepted, ILogger logger)
-    {
-        while (!_stop.IsCancellationRequested)
+    private Task AcceptLoopAsync(Func<Socket, CancellationToken, Task> onAccepted, ILogger logger) =>
+        ListeningSocket.AcceptAsync(_socket, client => _ = Task.Run(async () =>
         {
-            Socket client;
             try
             {
-                client = await _socket.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                await onAccepted(client, _stop.Token).ConfigureAwait(false);
             }
-            catch (Exception) when (_stop.IsCancellationRequested)
+            catch (Exception e)
             {
-                return;
+                logger.LogError(e, "connection on port {Port} failed", Port);
+                client.Dispose();
             }
-            catch (SocketException e)
-            {
-                // EMFILE and friends: keep serving the connections we have, retry shortly.
-                logger.LogWarning("accept on port {Port}: {Error}", Port, e.SocketErrorCode);
-                await Task.Delay(100, CancellationToken.None).ConfigureAwait(false);
-                continue;
-            }
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    await onAccepted(client, _stop.Token).ConfigureAwait(false);
-                }
-                catch (Exception e)
-                {
-                    logger.LogError(e, "connection on port {Port} failed", Port);
-                    client.Dispose();
-                }
-            });
-        }
-    }
+        }), message => logger.LogWarning("port {Port}: {Message}", Port, message), _stop.Token);
 
     public async ValueTask DisposeAsync()
     {

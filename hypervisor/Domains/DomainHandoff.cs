@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Hypervisor.Interop;
 
 namespace XenIo.Hypervisor.Domains;
@@ -20,13 +21,9 @@ public static class DomainHandoff
     /// <summary>Waits for one process to connect to <paramref name="socketPath"/> and gives it the domain.</summary>
     public static async Task HandOffAsync(HostedDomain domain, string socketPath, CancellationToken cancellationToken = default)
     {
-        File.Delete(socketPath);
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+        using var listener = ListeningSocket.Unix(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 1, SocketType.Seqpacket);
         try
         {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            listener.Listen(1);
             using var connection = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
             Send((int)connection.Handle, domain);
         }

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 using XenIo.Hypervisor.Abi;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Hypervisor.Events;
 using XenIo.Hypervisor.Grants;
 using XenIo.Hypervisor.Interop;
@@ -68,28 +69,13 @@ public sealed unsafe class HypercallServer : IDisposable
     public string? SocketPath { get; private set; }
 
     /// <summary>
-    /// Serves dom0 clients on <paramref name="socketPath"/>, created 0600 under a temporary name and
-    /// renamed into place so it is never reachable with looser permissions.
+    /// Serves dom0 clients on <paramref name="socketPath"/>, created 0600 (<see cref="ListeningSocket.Unix"/>).
     /// </summary>
     public void Listen(string socketPath)
     {
         if (_listener is not null) throw new InvalidOperationException("already listening");
-        string temporary = socketPath + ".new";
-        File.Delete(temporary);
-        var listener = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
-        try
-        {
-            listener.Bind(new UnixDomainSocketEndPoint(temporary));
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            File.Move(temporary, socketPath, overwrite: true);
-            listener.Listen(64);
-            listener.Blocking = false;
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
+        var listener = ListeningSocket.Unix(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 64, SocketType.Seqpacket);
+        listener.Blocking = false;
         _listener = listener;
         SocketPath = socketPath;
         Watch((int)listener.Handle, ListenerToken);
@@ -179,7 +165,7 @@ public sealed unsafe class HypercallServer : IDisposable
         var events = stackalloc Libc.EpollEvent[32];
         while (!_stopping)
         {
-            int n = Libc.epoll_wait(_epoll, events, 32, -1);
+            int n = Libc.epoll_wait(_epoll, events, 32, ResumeAcceptingIn());
             if (n < 0)
             {
                 if (Libc.Errno == Libc.EINTR) continue;
@@ -217,12 +203,47 @@ public sealed unsafe class HypercallServer : IDisposable
             if (fd < 0)
             {
                 int errno = Libc.Errno;
-                if (errno == Libc.EINTR) continue;
-                if (errno != Libc.EAGAIN) _logger.LogWarning("hypercall server: accept failed: {Error}", Libc.Describe(errno));
+                if (errno == Libc.EINTR || errno == ECONNABORTED) continue;
+                if (errno != Libc.EAGAIN) PauseAccepting(errno);
                 return;
             }
+            if (_acceptRetry != TimeSpan.Zero) _logger.LogInformation("hypercall server: accepting again");
+            _acceptRetry = TimeSpan.Zero;
             Add(new SafeFileHandle(fd, ownsHandle: true), DomainIds.Dom0, privileged: true);
         }
+    }
+
+    private const int ECONNABORTED = 103;
+    private static readonly TimeSpan FirstAcceptRetry = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan LongestAcceptRetry = TimeSpan.FromSeconds(1);
+    /// <summary>The wait after the last failed accept (zero while accepts succeed); doubles up to <see cref="LongestAcceptRetry"/>.</summary>
+    private TimeSpan _acceptRetry;
+    /// <summary>When the listener, taken out of the loop after a failed accept, is watched again (0 while it is watched).</summary>
+    private long _acceptResumesAt;
+
+    /// <summary>
+    /// A failed accept (EMFILE when the process is out of descriptors, ENOBUFS) leaves the listener
+    /// readable, and the level-triggered loop would spin on it: stop watching it for a while, longer
+    /// each time it fails again, and say so once per run of failures.
+    /// </summary>
+    private void PauseAccepting(int errno)
+    {
+        var first = _acceptRetry == TimeSpan.Zero;
+        _acceptRetry = first ? FirstAcceptRetry : TimeSpan.FromTicks(Math.Min(_acceptRetry.Ticks * 2, LongestAcceptRetry.Ticks));
+        if (first) _logger.LogWarning("hypercall server: accept failed: {Error}; retrying every {Retry} ms to {Longest} ms until it succeeds", Libc.Describe(errno), _acceptRetry.TotalMilliseconds, LongestAcceptRetry.TotalMilliseconds);
+        Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_DEL, (int)_listener!.Handle, null);
+        _acceptResumesAt = Environment.TickCount64 + (long)_acceptRetry.TotalMilliseconds;
+    }
+
+    /// <summary>The epoll timeout: -1 while the listener is watched; else the milliseconds until it is, watching it again once they have passed.</summary>
+    private int ResumeAcceptingIn()
+    {
+        if (_acceptResumesAt == 0) return -1;
+        var left = _acceptResumesAt - Environment.TickCount64;
+        if (left > 0) return (int)left;
+        _acceptResumesAt = 0;
+        Watch((int)_listener!.Handle, ListenerToken);
+        return -1;
     }
 
     private void Service(Connection connection)

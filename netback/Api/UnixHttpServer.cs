@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
+using XenIo.Hypervisor.Daemons;
 
 namespace XenIo.Netback.Api;
 
@@ -16,6 +17,7 @@ public sealed class UnixHttpServer : IAsyncDisposable
 {
     public const int MaxHeaderBytes = 16 * 1024;
     public const int MaxBodyBytes = 1024 * 1024;
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
     private readonly Socket _listener;
     private readonly Func<HttpRequest, HttpResponse, CancellationToken, Task> _handler;
     private readonly Action<string> _log;
@@ -27,46 +29,11 @@ public sealed class UnixHttpServer : IAsyncDisposable
         _handler = handler;
         _log = log;
         SocketPath = socketPath;
-        Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
-        if (File.Exists(socketPath)) File.Delete(socketPath);
-        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        var oldMask = Interop.Umask(0x7F); // the socket is born 0600: no window where others could connect
-        try
-        {
-            _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-        }
-        finally
-        {
-            Interop.Umask(oldMask);
-        }
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _listener.Listen(64);
-        _acceptLoop = Task.Run(AcceptLoop);
+        _listener = ListeningSocket.Unix(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 64);
+        _acceptLoop = ListeningSocket.AcceptAsync(_listener, client => _ = Task.Run(() => Serve(client)), message => _log($"{SocketPath}: {message}"), _stop.Token);
     }
 
     public string SocketPath { get; }
-
-    private async Task AcceptLoop()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception) when (_stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                _log($"accept on {SocketPath}: {e.Message}");
-                continue;
-            }
-            _ = Task.Run(() => Serve(client));
-        }
-    }
 
     private async Task Serve(Socket client)
     {
@@ -75,7 +42,13 @@ public sealed class UnixHttpServer : IAsyncDisposable
         var response = new HttpResponse(stream);
         try
         {
-            var request = await ReadRequest(stream, _stop.Token).ConfigureAwait(false);
+            HttpRequest? request;
+            // A client that connects and never finishes its request holds one task, for this long at most.
+            using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
+            {
+                deadline.CancelAfter(RequestTimeout);
+                request = await ReadRequest(stream, deadline.Token).ConfigureAwait(false);
+            }
             if (request is null)
             {
                 await response.WriteTextAsync(400, "bad request\n").ConfigureAwait(false);

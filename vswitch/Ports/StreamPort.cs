@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Net.Frames;
 using XenIo.VSwitch.Core;
 
@@ -89,33 +90,19 @@ public sealed class StreamPort : SwitchPort
         var ct = _stop.Token;
         try
         {
-            var listener = CreateSocket();
+            Socket listener;
             if (_options.Endpoint is UnixDomainSocketEndPoint unix)
             {
-                var path = unix.ToString();
-                if (File.Exists(path)) File.Delete(path);
-                listener.Bind(unix);
-                if (OperatingSystem.IsLinux()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                listener = ListeningSocket.Unix(unix.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
             }
             else
             {
+                listener = CreateSocket();
                 listener.Bind(_options.Endpoint);
+                listener.Listen(4);
             }
-            listener.Listen(4);
             _listener = listener;
-            while (!ct.IsCancellationRequested)
-            {
-                var peer = await listener.AcceptAsync(ct).ConfigureAwait(false);
-                if (!Allowed(peer, out var who) || Volatile.Read(ref _connection) is not null)
-                {
-                    Interlocked.Increment(ref _refused);
-                    Counters.CountDrop(DropReason.UnknownPeer);
-                    Log?.Invoke($"stream port {Name}: refused {who}{(Volatile.Read(ref _connection) is not null ? " (already serving a peer)" : "")}");
-                    peer.Dispose();
-                    continue;
-                }
-                _ = Task.Run(() => Serve(peer, ct), ct);
-            }
+            await ListeningSocket.AcceptAsync(listener, peer => OnPeer(peer, ct), message => Log?.Invoke($"stream port {Name}: {message}"), ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -127,6 +114,20 @@ public sealed class StreamPort : SwitchPort
         {
             Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {e.SocketErrorCode}");
         }
+    }
+
+    /// <summary>A connection to the listening port: served when it is from an allowed peer and none is served yet, else refused and counted.</summary>
+    private void OnPeer(Socket peer, CancellationToken ct)
+    {
+        if (!Allowed(peer, out var who) || Volatile.Read(ref _connection) is not null)
+        {
+            Interlocked.Increment(ref _refused);
+            Counters.CountDrop(DropReason.UnknownPeer);
+            Log?.Invoke($"stream port {Name}: refused {who}{(Volatile.Read(ref _connection) is not null ? " (already serving a peer)" : "")}");
+            peer.Dispose();
+            return;
+        }
+        _ = Task.Run(() => Serve(peer, ct), ct);
     }
 
     private async Task ConnectLoop()
@@ -168,10 +169,7 @@ public sealed class StreamPort : SwitchPort
     {
         if (peer.AddressFamily == AddressFamily.Unix)
         {
-            // struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SO_PEERCRED (SOL_SOCKET 1, 17).
-            Span<byte> cred = stackalloc byte[12];
-            var n = peer.GetRawSocketOption(1, 17, cred);
-            var uid = n >= 12 ? BitConverter.ToUInt32(cred[4..]) : uint.MaxValue;
+            var uid = ListeningSocket.PeerUid(peer) ?? uint.MaxValue;
             who = $"uid {uid}";
             if (_options.AllowedUids.Count > 0) return _options.AllowedUids.Contains(uid);
             return uid == 0 || uid == Interop.Libc.GetEuid();

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using XenIo.Hypervisor.Daemons;
 
 namespace XenIo.Hypervisor.Domains.Hyperd;
 
@@ -37,41 +38,11 @@ public sealed class UnixHttpServer : IAsyncDisposable
         _handler = handler;
         _log = logger ?? NullLogger.Instance;
         SocketPath = socketPath;
-        File.Delete(socketPath);
-        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            // Bind under a restrictive umask-free path, then narrow to 0600 before listening.
-            _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            _listener.Listen(64);
-        }
-        catch
-        {
-            _listener.Dispose();
-            throw;
-        }
-        _accept = Task.Run(AcceptLoopAsync);
+        _listener = ListeningSocket.Unix(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 64);
+        _accept = ListeningSocket.AcceptAsync(_listener, client => _ = Task.Run(() => ServeAsync(client)), message => _log.LogWarning("{Socket}: {Message}", SocketPath, message), _stop.Token);
     }
 
     public string SocketPath { get; }
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try { client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { return; }
-            catch (ObjectDisposedException) { return; }
-            catch (SocketException e)
-            {
-                _log.LogWarning("{Socket}: accept: {Error}", SocketPath, e.Message);
-                continue;
-            }
-            _ = Task.Run(() => ServeAsync(client));
-        }
-    }
 
     private async Task ServeAsync(Socket client)
     {
