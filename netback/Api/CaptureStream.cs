@@ -1,3 +1,4 @@
+using XenIo.Hypervisor.Daemons;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
 

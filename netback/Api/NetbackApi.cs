@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Netback.Xenbus;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
@@ -20,7 +21,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
 
     public async Task HandleAsync(HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {
-        var parts = request.Path.Trim('/').Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var parts = request.Segments;
         switch (parts)
         {
             case ["bridges"] when request.Method == "GET":

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Hypervisor.Domains.Cgroups;
 using XenIo.Hypervisor.Domains.Spawn;
 using XenIo.Hypervisor.Interop;
@@ -77,7 +78,7 @@ public sealed class HyperdService(IOptions<HyperdOptions> options, ILoggerFactor
                     LogDirectory = logs,
                 }, loggers.CreateLogger<DomainManager>());
             var api = new HyperdApi(Manager);
-            _api = new UnixHttpServer(SocketPath, api.HandleAsync, _log);
+            _api = new UnixHttpServer(SocketPath, api.ServeAsync, message => _log.LogWarning("{Message}", message));
             _log.LogInformation("hyperd: {Pages} pages in the pool; control API on {Socket}", poolPages, SocketPath);
         }
         catch

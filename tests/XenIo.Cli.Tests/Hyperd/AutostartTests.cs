@@ -4,6 +4,7 @@ using XenIo.Hypervisor.Domains.Hyperd;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
+using XenIo.Hypervisor.Daemons;
 using Xunit;
 
 namespace XenIo.Cli.Tests.Hyperd;
@@ -30,7 +31,7 @@ public sealed class AutostartTests : IAsyncDisposable
     {
         _dom0 = await XenstoreClient.ConnectAsync(_listener.SocketPath);
         _manager = new DomainManager(_host, _dom0, spawner: null);
-        _server = new UnixHttpServer(HyperdClient.SocketUnder(Path.Combine(_dir, "run")), new HyperdApi(_manager).HandleAsync);
+        _server = new UnixHttpServer(HyperdClient.SocketUnder(Path.Combine(_dir, "run")), new HyperdApi(_manager).ServeAsync);
         using var client = new HyperdClient(_server.SocketPath);
         var auto = Directory.CreateDirectory(Path.Combine(_dir, "auto")).FullName;
         File.WriteAllText(Path.Combine(auto, "20-db.cfg"), "name = \"db\"\nmemory = 4\n");

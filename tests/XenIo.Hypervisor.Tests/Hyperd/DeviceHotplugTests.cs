@@ -4,6 +4,7 @@ using XenIo.Hypervisor.Domains.Toolstack;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
+using XenIo.Hypervisor.Daemons;
 using Xunit;
 
 namespace XenIo.Hypervisor.Tests.Hyperd;
@@ -32,7 +33,7 @@ public sealed class DeviceHotplugTests : IAsyncDisposable
     {
         _dom0 = await XenstoreClient.ConnectAsync(_listener.SocketPath);
         _manager = new DomainManager(_host, _dom0, spawner: null);
-        _server = new UnixHttpServer(HyperdClient.SocketUnder(_dir), new HyperdApi(_manager).HandleAsync);
+        _server = new UnixHttpServer(HyperdClient.SocketUnder(_dir), new HyperdApi(_manager).ServeAsync);
         var client = new HyperdClient(_server.SocketPath);
         await client.CreateAsync(new DomainConfig { Name = "web", MemoryMiB = 4, Vifs = [new VifConfig { Mac = "00:16:3e:00:00:01" }] });
         return (client, _dom0);

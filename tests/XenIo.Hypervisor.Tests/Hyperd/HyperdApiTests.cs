@@ -5,6 +5,7 @@ using XenIo.Hypervisor.Domains.Hyperd;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
+using XenIo.Hypervisor.Daemons;
 using Xunit;
 
 namespace XenIo.Hypervisor.Tests.Hyperd;
@@ -29,7 +30,7 @@ public sealed class HyperdApiTests : IAsyncDisposable
     {
         _dom0 = await XenstoreClient.ConnectAsync(_listener.SocketPath);
         _manager = new DomainManager(_host, _dom0, spawner: null);
-        _server = new UnixHttpServer(HyperdClient.SocketUnder(_dir), new HyperdApi(_manager).HandleAsync);
+        _server = new UnixHttpServer(HyperdClient.SocketUnder(_dir), new HyperdApi(_manager).ServeAsync);
         return new HyperdClient(_server.SocketPath);
     }
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using XenIo.Hypervisor.Daemons;
 using XenIo.Net.Tap;
 using XenIo.Netback.Api;
 using XenIo.VSwitch.Management;

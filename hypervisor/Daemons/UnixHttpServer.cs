@@ -1,33 +1,40 @@
 using System.Net.Sockets;
 using System.Text;
-using XenIo.Hypervisor.Daemons;
 
-namespace XenIo.Netback.Api;
-
-/// <summary>One parsed HTTP/1.1 request.</summary>
-public sealed record HttpRequest(string Method, string Path, IReadOnlyDictionary<string, string> Query, IReadOnlyDictionary<string, string> Headers, byte[] Body);
+namespace XenIo.Hypervisor.Daemons;
 
 /// <summary>
-/// A small HTTP/1.1 server on a Unix socket (mode 0600): request line, headers, Content-Length bodies;
-/// one request per connection (<c>Connection: close</c>), replies with Content-Length or chunked streams.
-/// Requests come from local users who passed the socket's permissions, but are still parsed defensively:
-/// bounded header size and body, malformed input answers 400 and closes.
+/// One parsed HTTP/1.1 request. <see cref="Path"/> is as sent (for messages); <see cref="Segments"/> are
+/// its parts between slashes, each percent-decoded on its own, so an escaped slash stays inside its part.
+/// </summary>
+public sealed record HttpRequest(string Method, string Path, string[] Segments, IReadOnlyDictionary<string, string> Query, IReadOnlyDictionary<string, string> Headers, byte[] Body);
+
+/// <summary>
+/// The daemons' control APIs (hyperd's, netback's) over HTTP/1.1 on a Unix socket (mode 0600): request
+/// line, headers, Content-Length bodies; one request per connection (<c>Connection: close</c>), replies
+/// with Content-Length or chunked streams. Requests come from local users who passed the socket's
+/// permissions, but are still parsed defensively: bounded header size and body and a deadline for
+/// them to arrive, so a stuck or malicious client costs one connection; malformed input answers 400
+/// and closes. The CLI talks to it with HttpClient over the same socket.
 /// </summary>
 public sealed class UnixHttpServer : IAsyncDisposable
 {
     public const int MaxHeaderBytes = 16 * 1024;
     public const int MaxBodyBytes = 1024 * 1024;
-    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(30);
+    private readonly TimeSpan _requestTimeout;
     private readonly Socket _listener;
     private readonly Func<HttpRequest, HttpResponse, CancellationToken, Task> _handler;
     private readonly Action<string> _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
 
-    public UnixHttpServer(string socketPath, Func<HttpRequest, HttpResponse, CancellationToken, Task> handler, Action<string> log)
+    /// <param name="requestTimeout">How long a client has to send its whole request (30 s when null).</param>
+    public UnixHttpServer(string socketPath, Func<HttpRequest, HttpResponse, CancellationToken, Task> handler, Action<string>? log = null, TimeSpan? requestTimeout = null)
     {
         _handler = handler;
-        _log = log;
+        _requestTimeout = requestTimeout ?? DefaultRequestTimeout;
+        _log = log ?? (_ => { });
         SocketPath = socketPath;
         _listener = ListeningSocket.Unix(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 64);
         _acceptLoop = ListeningSocket.AcceptAsync(_listener, client => _ = Task.Run(() => Serve(client)), message => _log($"{SocketPath}: {message}"), _stop.Token);
@@ -40,13 +47,13 @@ public sealed class UnixHttpServer : IAsyncDisposable
         using var _ = client;
         await using var stream = new NetworkStream(client, ownsSocket: false);
         var response = new HttpResponse(stream);
+        HttpRequest? request = null;
         try
         {
-            HttpRequest? request;
             // A client that connects and never finishes its request holds one task, for this long at most.
             using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
             {
-                deadline.CancelAfter(RequestTimeout);
+                deadline.CancelAfter(_requestTimeout);
                 request = await ReadRequest(stream, deadline.Token).ConfigureAwait(false);
             }
             if (request is null)
@@ -64,7 +71,7 @@ public sealed class UnixHttpServer : IAsyncDisposable
         }
         catch (Exception e)
         {
-            _log($"netback API: {e.GetType().Name}: {e.Message}");
+            _log($"{SocketPath}: {request?.Method} {request?.Path} failed: {e.GetType().Name}: {e.Message}");
             if (!response.Started)
             {
                 try { await response.WriteTextAsync(500, e.Message + "\n").ConfigureAwait(false); }
@@ -123,7 +130,8 @@ public sealed class UnixHttpServer : IAsyncDisposable
         if (have < length) await stream.ReadExactlyAsync(body.AsMemory(have), cancellationToken).ConfigureAwait(false);
         var target = line[1];
         var q = target.IndexOf('?');
-        var path = Uri.UnescapeDataString(q < 0 ? target : target[..q]);
+        var path = q < 0 ? target : target[..q];
+        var segments = path.Split('/', StringSplitOptions.RemoveEmptyEntries).Select(Uri.UnescapeDataString).ToArray();
         var query = new Dictionary<string, string>(StringComparer.Ordinal);
         if (q >= 0)
             foreach (var pair in target[(q + 1)..].Split('&', StringSplitOptions.RemoveEmptyEntries))
@@ -132,7 +140,7 @@ public sealed class UnixHttpServer : IAsyncDisposable
                 var key = Uri.UnescapeDataString((eq < 0 ? pair : pair[..eq]).Replace('+', ' '));
                 query[key] = eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..].Replace('+', ' '));
             }
-        return new HttpRequest(line[0], path, query, headers, body);
+        return new HttpRequest(line[0], path, segments, query, headers, body);
     }
 
     public async ValueTask DisposeAsync()
@@ -156,12 +164,8 @@ public sealed record HttpResponse(Stream Stream)
 
     private static string Reason(int status) => status switch
     {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        500 => "Internal Server Error",
-        _ => "Status",
+        200 => "OK", 201 => "Created", 204 => "No Content", 400 => "Bad Request", 404 => "Not Found", 405 => "Method Not Allowed",
+        409 => "Conflict", 500 => "Internal Server Error", 504 => "Gateway Timeout", 507 => "Insufficient Storage", _ => "Status",
     };
 
     public async Task WriteAsync(int status, string contentType, ReadOnlyMemory<byte> body)
