@@ -31,6 +31,13 @@ public static class TcpSegmenter
     private const byte TcpCwr = 0x80;
 
     /// <summary>
+    /// The smallest segment size cut: Linux's <c>tcp_min_snd_mss</c> default. No TCP stack sends less,
+    /// and a guest's 64 KiB frame marked with a segment size of 1 would otherwise cost the switch 65,535
+    /// segments of 55 bytes (the amplification Linux closed after CVE-2019-11477).
+    /// </summary>
+    public const int MinGsoSize = 48;
+
+    /// <summary>
     /// Segments <paramref name="frame"/> into <paramref name="scratch"/> one segment at a time and hands
     /// each to <paramref name="sink"/>. The frame is only read. Returns the number of segments through
     /// <paramref name="segments"/>.
@@ -49,7 +56,7 @@ public static class TcpSegmenter
         var headerLength = layout.L4Offset + tcpHeaderLength;
         var payloadLength = l4Length - tcpHeaderLength;
         var mss = metadata.GsoSize;
-        if (mss == 0) return SegmentResult.Malformed;
+        if (mss < MinGsoSize) return SegmentResult.Malformed;
         var needed = headerLength + Math.Min(mss, payloadLength);
         if (scratch.Length < needed) return SegmentResult.ScratchTooSmall;
 

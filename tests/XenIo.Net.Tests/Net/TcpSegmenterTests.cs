@@ -81,6 +81,70 @@ public class TcpSegmenterTests
         }
     }
 
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(TcpSegmenter.MinGsoSize - 1, false)]
+    [InlineData(TcpSegmenter.MinGsoSize, true)]
+    public void A_segment_size_below_linux_tcp_min_snd_mss_is_malformed(ushort mss, bool cut)
+    {
+        var frame = TestFrames.Tcp(false, new byte[60000]).Bytes;
+        var meta = new FrameMetadata { Length = frame.Length, Gso = GsoType.TcpV4, GsoSize = mss };
+        var sink = new Collect();
+        var result = TcpSegmenter.Segment(frame, meta, new byte[2000], sink, out var segments);
+        Assert.Equal(cut ? SegmentResult.Ok : SegmentResult.Malformed, result);
+        Assert.Equal(cut ? (60000 + mss - 1) / mss : 0, segments);
+        Assert.Equal(segments, sink.Segments.Count);
+    }
+
+    /// <summary>
+    /// Mutation fuzzing from valid GSO frames (a guest controls every byte and the offload fields): any
+    /// header byte flipped, the frame cut anywhere, any segment size and GSO type. Nothing throws, and
+    /// what is cut is well formed: each segment within the segment size, parseable, with correct IP and
+    /// TCP checksums, and the payloads adding up to the frame's.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Mutated_gso_frames_segment_into_well_formed_segments_or_are_refused(bool ipv6)
+    {
+        var random = new Random(ipv6 ? 61 : 46);
+        var original = TestFrames.Tcp(ipv6, Enumerable.Range(0, 9000).Select(i => (byte)i).ToArray()).Bytes;
+        var scratch = new byte[2000];
+        int ok = 0;
+        for (var round = 0; round < 20000; round++)
+        {
+            var frame = (byte[])original.Clone();
+            // Flip up to three bytes in the headers (Ethernet, IP, TCP: the first 80), sometimes cut the frame.
+            for (var flips = random.Next(0, 4); flips > 0; flips--) frame[random.Next(0, 80)] = (byte)random.Next(256);
+            var length = random.Next(4) == 0 ? random.Next(0, frame.Length + 1) : frame.Length;
+            var meta = new FrameMetadata
+            {
+                Length = length,
+                Gso = random.Next(3) switch { 0 => GsoType.TcpV4, 1 => GsoType.TcpV6, _ => ipv6 ? GsoType.TcpV6 : GsoType.TcpV4 },
+                GsoSize = (ushort)(random.Next(2) == 0 ? random.Next(0, 65536) : random.Next(40, 1500)),
+            };
+            var sink = new Collect();
+            var result = TcpSegmenter.Segment(frame.AsSpan(0, length), meta, scratch, sink, out var segments);
+            Assert.Equal(result == SegmentResult.Ok ? segments : 0, sink.Segments.Count);
+            if (result != SegmentResult.Ok) continue;
+            ok++;
+            Assert.True(FrameLayout.TryParse(frame.AsSpan(0, length), out var layout));
+            var headerLength = layout.L4Offset + (frame[layout.L4Offset + 12] >> 4) * 4;
+            var payload = 0;
+            foreach (var segment in sink.Segments)
+            {
+                Assert.InRange(segment.Length - headerLength, 0, meta.GsoSize);
+                Assert.True(FrameLayout.TryParse(segment, out var segmentLayout));
+                Assert.True(TransportChecksum.VerifyTransportChecksum(segment, segmentLayout));
+                if (segmentLayout.IsIPv4) Assert.Equal(0, InternetChecksum.Compute(segment.AsSpan(segmentLayout.L3Offset, (segment[segmentLayout.L3Offset] & 0xF) * 4)));
+                payload += segment.Length - headerLength;
+            }
+            Assert.True(TransportChecksum.TryTransportLength(frame.AsSpan(0, length), layout, out var l4Length));
+            Assert.Equal(l4Length - (headerLength - layout.L4Offset), payload);
+        }
+        Assert.True(ok > 100, $"only {ok} of the mutated frames were cut: the fuzzing does not reach the segmenter's body");
+    }
+
     [Fact]
     public void Too_small_scratch_is_reported()
     {
