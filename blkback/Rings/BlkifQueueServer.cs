@@ -10,9 +10,13 @@ using XenIo.Hypervisor.Rings;
 namespace XenIo.Blkback.Rings;
 
 /// <summary>
-/// Serves one blkif ring (one queue of a vbd), as a Linux blkback ring thread and its bios do. A ring
-/// thread copies each request out of the shared ring once (XSA-155) and hands the copy to a pool of I/O
-/// workers, so up to a ring's worth of requests are on the disk at once (the frontend's queue depth).
+/// Serves one blkif ring (one queue of a vbd), as a Linux blkback ring thread and its bios do, with a
+/// pool of I/O workers so up to a ring's worth of requests are on the disk at once (the frontend's
+/// queue depth). The workers take turns (leader and followers): one waits on the event channel, and
+/// when the frontend notifies it copies the published requests out of the shared ring once (XSA-155),
+/// wakes idle workers for all but one of them and serves that one itself, so a request is not handed
+/// from thread to thread before it reaches the disk (each hand-off is a wake-up, tens of microseconds
+/// in a VM); a worker that finishes takes the next request straight from the ring.
 /// A worker validates the copy before any I/O (<see cref="BlkifRequestValidator"/>), moves the data by
 /// persistent grant mapping (zero copy: the image is read into and written from the guest's pages) or by
 /// grant copy through its own aligned buffer, and answers with a response whose every byte is set
@@ -34,10 +38,15 @@ public sealed unsafe class BlkifQueueServer : IDisposable
     private readonly Action<string> _broken;
     private readonly object _gate = new();
     private BackRing<BlkifRequest, BlkifResponse> _ring;
+    // Under _gate: requests copied out of the ring and not yet taken by a worker; whether a worker is
+    // waiting on the event channel (the leader); how many are parked on _workReady (followers); and
+    // whether the ring broke (every worker then stops).
     private readonly BlkifRequest[] _work;
     private int _workHead, _workCount;
+    private bool _leading;
+    private int _followers;
+    private bool _ringBroken;
     private readonly SemaphoreSlim _workReady = new(0);
-    private readonly Thread _ringThread;
     private readonly Thread[] _workers;
     private volatile bool _stopping;
     private int _reported;
@@ -59,7 +68,6 @@ public sealed unsafe class BlkifQueueServer : IDisposable
         // a full ring of 1 MiB requests needs size × 256: below that, every request would map and unmap its
         // overflow (mmap_lock writes that stall every worker). Bounded so a process stays far from vm.max_map_count.
         _persistent = persistent ? new PersistentGrants(domain, (int)Math.Min(domain.EntryCount, MaxPersistentGrants)) : null;
-        _ringThread = new Thread(RingLoop) { IsBackground = true, Name = $"blkback {name}" };
         _workers = new Thread[Math.Clamp(workers, 1, _ring.Size)];
         for (int i = 0; i < _workers.Length; i++)
             _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"blkback {name} io{i}" };
@@ -80,46 +88,10 @@ public sealed unsafe class BlkifQueueServer : IDisposable
     public void Start()
     {
         foreach (var w in _workers) w.Start();
-        _ringThread.Start();
     }
 
-    private void RingLoop()
-    {
-        try
-        {
-            while (!_stopping)
-            {
-                int taken = 0;
-                bool more;
-                lock (_gate)
-                {
-                    while (_workCount < _work.Length && _ring.TryConsumeRequest(out var request))
-                    {
-                        _work[(_workHead + _workCount) % _work.Length] = request;
-                        _workCount++;
-                        taken++;
-                    }
-                    if (_ring.IsBroken) { Report($"ring broken: {_ring.Error}"); return; }
-                    // FinalCheck: ask for a notification at the next request, then look once more.
-                    more = taken > 0 || _ring.FinalCheckForRequests();
-                    if (_ring.IsBroken) { Report($"ring broken: {_ring.Error}"); return; }
-                }
-                if (taken > 0) _workReady.Release(taken);
-                if (more) continue;
-                _channel.Wait(WaitSliceMs);
-                if (_channel.PeerClosed && !_stopping)
-                {
-                    Report("the frontend's event channel closed");
-                    return;
-                }
-            }
-        }
-        catch (Exception e)
-        {
-            // Nothing the guest sends should get here; if something does, this vbd goes, not the daemon.
-            Report($"ring thread failed: {e.Message}");
-        }
-    }
+    /// <summary>What a worker does next, as <see cref="Next"/> decides.</summary>
+    private enum Turn { Serve, Lead, Follow, Stop }
 
     private void WorkerLoop()
     {
@@ -128,27 +100,107 @@ public sealed unsafe class BlkifQueueServer : IDisposable
         {
             while (true)
             {
-                _workReady.Wait();
-                if (_stopping) return;
-                BlkifRequest request;
-                lock (_gate)
+                switch (Next(out var request))
                 {
-                    if (_workCount == 0) continue;
-                    request = _work[_workHead];
-                    _workHead = (_workHead + 1) % _work.Length;
-                    _workCount--;
+                    case Turn.Serve:
+                        var response = Serve(in request, worker);
+                        Respond(in response);
+                        break;
+                    case Turn.Lead:
+                        Lead();
+                        break;
+                    case Turn.Follow:
+                        _workReady.Wait();
+                        break;
+                    default:
+                        return;
                 }
-                var response = Serve(in request, worker);
-                Respond(in response);
             }
         }
         catch (Exception e)
         {
+            // Nothing the guest sends should get here; if something does, this vbd goes, not the daemon.
             Report($"I/O worker failed: {e.Message}");
         }
         finally
         {
             worker.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A worker's next turn: a request to serve (copied out earlier, or now from the ring), else to wait
+    /// on the event channel when no other worker does, else to park until woken. Wakes parked workers
+    /// for requests it leaves queued, and one to lead when it stops leading to serve.
+    /// </summary>
+    private Turn Next(out BlkifRequest request)
+    {
+        request = default;
+        int wake;
+        lock (_gate)
+        {
+            if (_stopping || _ringBroken) return Turn.Stop;
+            if (_workCount == 0 && !Refill()) return Turn.Stop;
+            if (_workCount == 0)
+            {
+                if (_leading)
+                {
+                    _followers++;
+                    return Turn.Follow;
+                }
+                _leading = true;
+                return Turn.Lead;
+            }
+            request = _work[_workHead];
+            _workHead = (_workHead + 1) % _work.Length;
+            _workCount--;
+            // Parked workers for the requests left, and one to watch the event channel when nobody does.
+            wake = Math.Min(_followers, _workCount + (_leading ? 0 : 1));
+            _followers -= wake;
+        }
+        if (wake > 0) _workReady.Release(wake);
+        return Turn.Serve;
+    }
+
+    /// <summary>
+    /// Copies what the frontend has published into the work queue, asking to be notified of the next
+    /// request when there is none (FinalCheck), under <see cref="_gate"/>. False when the ring broke.
+    /// </summary>
+    private bool Refill()
+    {
+        while (true)
+        {
+            while (_workCount < _work.Length && _ring.TryConsumeRequest(out var request))
+            {
+                _work[(_workHead + _workCount) % _work.Length] = request;
+                _workCount++;
+            }
+            if (!_ring.IsBroken && (_workCount > 0 || !_ring.FinalCheckForRequests())) return true;
+            if (_ring.IsBroken)
+            {
+                _ringBroken = true;
+                _workReady.Release(_followers);
+                _followers = 0;
+                Report($"ring broken: {_ring.Error}");
+                return false;
+            }
+        }
+    }
+
+    /// <summary>Waits on the event channel for the frontend's next notification (a slice at a time, so a stop is seen).</summary>
+    private void Lead()
+    {
+        _channel.Wait(WaitSliceMs);
+        lock (_gate) _leading = false;
+        if (_channel.PeerClosed && !_stopping)
+        {
+            lock (_gate)
+            {
+                _ringBroken = true;
+                _workReady.Release(_followers);
+                _followers = 0;
+            }
+            Report("the frontend's event channel closed");
         }
     }
 
@@ -272,7 +324,6 @@ public sealed unsafe class BlkifQueueServer : IDisposable
         if (_stopping) return;
         _stopping = true;
         _workReady.Release(_workers.Length);
-        if (Thread.CurrentThread != _ringThread && _ringThread.IsAlive) _ringThread.Join();
         foreach (var w in _workers)
             if (Thread.CurrentThread != w && w.IsAlive) w.Join();
         _persistent?.Dispose();
