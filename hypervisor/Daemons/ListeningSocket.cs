@@ -13,8 +13,6 @@ namespace XenIo.Hypervisor.Daemons;
 /// </summary>
 public static class ListeningSocket
 {
-    private static readonly TimeSpan FirstRetry = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan LongestRetry = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// A socket listening on <paramref name="path"/> with <paramref name="mode"/>. <paramref name="prepare"/>
@@ -55,7 +53,7 @@ public static class ListeningSocket
     /// </summary>
     public static async Task AcceptAsync(Socket listener, Action<Socket> onClient, Action<string> log, CancellationToken stop)
     {
-        var retry = TimeSpan.Zero;
+        var retry = new AcceptRetry();
         while (!stop.IsCancellationRequested)
         {
             Socket client;
@@ -71,14 +69,17 @@ public static class ListeningSocket
             {
                 return;
             }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.Interrupted)
+            {
+                // A client that gave up before it was accepted, or a signal: nothing is wrong with the listener.
+                continue;
+            }
             catch (SocketException e)
             {
-                var first = retry == TimeSpan.Zero;
-                retry = first ? FirstRetry : TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, LongestRetry.Ticks));
-                if (first) log($"accept failed: {e.Message}; retrying every {retry.TotalMilliseconds:0} ms to {LongestRetry.TotalMilliseconds:0} ms until it succeeds");
+                var wait = retry.Failed(e.Message, log);
                 try
                 {
-                    await Task.Delay(retry, stop).ConfigureAwait(false);
+                    await Task.Delay(wait, stop).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -86,8 +87,7 @@ public static class ListeningSocket
                 }
                 continue;
             }
-            if (retry != TimeSpan.Zero) log("accepting again");
-            retry = TimeSpan.Zero;
+            retry.Succeeded(log);
             onClient(client);
         }
     }
@@ -106,5 +106,34 @@ public static class ListeningSocket
         {
             return null;
         }
+    }
+}
+
+/// <summary>
+/// The wait between accepts after one failed (EMFILE when the process is out of descriptors, ENOBUFS):
+/// 50 ms, doubling up to a second while they keep failing, said once when a run of failures starts and
+/// once when accepting works again. Shared by <see cref="ListeningSocket.AcceptAsync"/> and the hypercall
+/// server's epoll loop.
+/// </summary>
+public struct AcceptRetry
+{
+    private static readonly TimeSpan First = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan Longest = TimeSpan.FromSeconds(1);
+    private TimeSpan _wait;
+
+    /// <summary>An accept failed with <paramref name="error"/>: the wait before the next try.</summary>
+    public TimeSpan Failed(string error, Action<string> log)
+    {
+        var first = _wait == TimeSpan.Zero;
+        _wait = first ? First : TimeSpan.FromTicks(Math.Min(_wait.Ticks * 2, Longest.Ticks));
+        if (first) log($"accept failed: {error}; retrying every {_wait.TotalMilliseconds:0} ms to {Longest.TotalMilliseconds:0} ms until it succeeds");
+        return _wait;
+    }
+
+    /// <summary>An accept worked.</summary>
+    public void Succeeded(Action<string> log)
+    {
+        if (_wait != TimeSpan.Zero) log("accepting again");
+        _wait = TimeSpan.Zero;
     }
 }

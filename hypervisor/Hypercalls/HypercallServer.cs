@@ -207,32 +207,27 @@ public sealed unsafe class HypercallServer : IDisposable
                 if (errno != Libc.EAGAIN) PauseAccepting(errno);
                 return;
             }
-            if (_acceptRetry != TimeSpan.Zero) _logger.LogInformation("hypercall server: accepting again");
-            _acceptRetry = TimeSpan.Zero;
+            _acceptRetry.Succeeded(LogAccept);
             Add(new SafeFileHandle(fd, ownsHandle: true), DomainIds.Dom0, privileged: true);
         }
     }
 
     private const int ECONNABORTED = 103;
-    private static readonly TimeSpan FirstAcceptRetry = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan LongestAcceptRetry = TimeSpan.FromSeconds(1);
-    /// <summary>The wait after the last failed accept (zero while accepts succeed); doubles up to <see cref="LongestAcceptRetry"/>.</summary>
-    private TimeSpan _acceptRetry;
+    private AcceptRetry _acceptRetry;
     /// <summary>When the listener, taken out of the loop after a failed accept, is watched again (0 while it is watched).</summary>
     private long _acceptResumesAt;
 
+    private void LogAccept(string message) => _logger.LogWarning("hypercall server: {Message}", message);
+
     /// <summary>
-    /// A failed accept (EMFILE when the process is out of descriptors, ENOBUFS) leaves the listener
-    /// readable, and the level-triggered loop would spin on it: stop watching it for a while, longer
-    /// each time it fails again, and say so once per run of failures.
+    /// A failed accept leaves the listener readable, and the level-triggered loop would spin on it:
+    /// stop watching it for the retry's wait.
     /// </summary>
     private void PauseAccepting(int errno)
     {
-        var first = _acceptRetry == TimeSpan.Zero;
-        _acceptRetry = first ? FirstAcceptRetry : TimeSpan.FromTicks(Math.Min(_acceptRetry.Ticks * 2, LongestAcceptRetry.Ticks));
-        if (first) _logger.LogWarning("hypercall server: accept failed: {Error}; retrying every {Retry} ms to {Longest} ms until it succeeds", Libc.Describe(errno), _acceptRetry.TotalMilliseconds, LongestAcceptRetry.TotalMilliseconds);
+        var wait = _acceptRetry.Failed(Libc.Describe(errno), LogAccept);
         Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_DEL, (int)_listener!.Handle, null);
-        _acceptResumesAt = Environment.TickCount64 + (long)_acceptRetry.TotalMilliseconds;
+        _acceptResumesAt = Environment.TickCount64 + (long)wait.TotalMilliseconds;
     }
 
     /// <summary>The epoll timeout: -1 while the listener is watched; else the milliseconds until it is, watching it again once they have passed.</summary>
