@@ -178,13 +178,19 @@ public sealed unsafe class BlkifQueueServer : IDisposable
             if (!_ring.IsBroken && (_workCount > 0 || !_ring.FinalCheckForRequests())) return true;
             if (_ring.IsBroken)
             {
-                _ringBroken = true;
-                _workReady.Release(_followers);
-                _followers = 0;
+                StopAll();
                 Report($"ring broken: {_ring.Error}");
                 return false;
             }
         }
+    }
+
+    /// <summary>The ring is unusable: every worker stops, the parked ones woken to see it. Under <see cref="_gate"/>.</summary>
+    private void StopAll()
+    {
+        _ringBroken = true;
+        if (_followers > 0) _workReady.Release(_followers);
+        _followers = 0;
     }
 
     /// <summary>Waits on the event channel for the frontend's next notification (a slice at a time, so a stop is seen).</summary>
@@ -194,12 +200,7 @@ public sealed unsafe class BlkifQueueServer : IDisposable
         lock (_gate) _leading = false;
         if (_channel.PeerClosed && !_stopping)
         {
-            lock (_gate)
-            {
-                _ringBroken = true;
-                _workReady.Release(_followers);
-                _followers = 0;
-            }
+            lock (_gate) StopAll();
             Report("the frontend's event channel closed");
         }
     }

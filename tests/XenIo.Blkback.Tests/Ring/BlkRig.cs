@@ -97,7 +97,8 @@ public sealed class BlkRig : IAsyncDisposable
     }
 
     /// <summary>Starts <c>xenio blkback</c> for this rig and waits for its status socket.</summary>
-    public async Task StartBlkbackAsync(bool direct = false, int sectorSize = 512)
+    /// <param name="ioWorkersPerQueue">blkback's I/O workers per ring (its own default when null).</param>
+    public async Task StartBlkbackAsync(bool direct = false, int sectorSize = 512, int? ioWorkersPerQueue = null)
     {
         var status = Path.Combine(Directory, "blkback.sock");
         File.Delete(status);
@@ -107,6 +108,7 @@ public sealed class BlkRig : IAsyncDisposable
         if (direct) psi.ArgumentList.Add("--direct");
         if (sectorSize != 512) { psi.ArgumentList.Add("--sector-size"); psi.ArgumentList.Add(sectorSize.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
         psi.Environment["Logging__Console__FormatterName"] = "simple";
+        if (ioWorkersPerQueue is { } workers) psi.Environment["Blkback__IoWorkersPerQueue"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) Log(e.Data); };
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) Log(e.Data); };
