@@ -47,7 +47,8 @@ public static class ListeningSocket
     /// <summary>
     /// Accepts connections on <paramref name="listener"/> until <paramref name="stop"/> is cancelled or
     /// the listener is closed, handing each to <paramref name="onClient"/> (which owns it and must not
-    /// block: start the conversation on a task of its own). A failed accept is reported to
+    /// block: start the conversation on a task of its own; if it throws, that connection is closed and
+    /// the loop goes on). A failed accept is reported to
     /// <paramref name="log"/> once per run of failures, with the wait before the next try, which
     /// doubles up to a second while accepts keep failing.
     /// </summary>
@@ -88,7 +89,16 @@ public static class ListeningSocket
                 continue;
             }
             retry.Succeeded(log);
-            onClient(client);
+            try
+            {
+                onClient(client);
+            }
+            catch (Exception e)
+            {
+                // One connection's failure stays that connection's: the loop goes on accepting.
+                client.Dispose();
+                log($"dropped a connection: {e.GetType().Name}: {e.Message}");
+            }
         }
     }
 

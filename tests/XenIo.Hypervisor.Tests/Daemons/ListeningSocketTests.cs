@@ -76,6 +76,36 @@ public sealed class ListeningSocketTests : IDisposable
     }
 
     [Fact]
+    public async Task A_connection_whose_handler_throws_is_closed_and_the_loop_goes_on()
+    {
+        var path = Path.Combine(_dir, "api.sock");
+        using var listener = ListeningSocket.Unix(path, UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
+        var clients = new BlockingCollection<Socket>();
+        var log = new ConcurrentQueue<string>();
+        var first = true;
+        using var stop = new CancellationTokenSource();
+        var loop = ListeningSocket.AcceptAsync(listener, c =>
+        {
+            if (!first) { clients.Add(c); return; }
+            first = false;
+            throw new InvalidOperationException("handler bug");
+        }, log.Enqueue, stop.Token);
+
+        using var doomed = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await doomed.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, await doomed.ReceiveAsync(new byte[1], SocketFlags.None, wait.Token)); // closed by the loop
+        Assert.Contains(log, l => l.Contains("handler bug"));
+
+        using var next = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await next.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        Assert.True(clients.TryTake(out var accepted, TimeSpan.FromSeconds(10)));
+        accepted!.Dispose();
+        stop.Cancel();
+        await loop.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task Accept_loop_ends_when_stopped()
     {
         using var listener = ListeningSocket.Unix(Path.Combine(_dir, "api.sock"), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
