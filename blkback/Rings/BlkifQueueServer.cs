@@ -175,13 +175,15 @@ public sealed unsafe class BlkifQueueServer : IDisposable
                 _work[(_workHead + _workCount) % _work.Length] = request;
                 _workCount++;
             }
-            if (!_ring.IsBroken && (_workCount > 0 || !_ring.FinalCheckForRequests())) return true;
             if (_ring.IsBroken)
             {
                 StopAll();
                 Report($"ring broken: {_ring.Error}");
                 return false;
             }
+            // FinalCheck: ask for a notification at the next request, then look once more (a check that
+            // breaks the ring is seen on the next pass).
+            if (_workCount > 0 || (!_ring.FinalCheckForRequests() && !_ring.IsBroken)) return true;
         }
     }
 
@@ -197,12 +199,13 @@ public sealed unsafe class BlkifQueueServer : IDisposable
     private void Lead()
     {
         _channel.Wait(WaitSliceMs);
-        lock (_gate) _leading = false;
-        if (_channel.PeerClosed && !_stopping)
+        var closed = _channel.PeerClosed && !_stopping;
+        lock (_gate)
         {
-            lock (_gate) StopAll();
-            Report("the frontend's event channel closed");
+            _leading = false;
+            if (closed) StopAll();
         }
+        if (closed) Report("the frontend's event channel closed");
     }
 
     private void Respond(in BlkifResponse response)

@@ -13,7 +13,6 @@ namespace XenIo.Hypervisor.Daemons;
 /// </summary>
 public static class ListeningSocket
 {
-
     /// <summary>
     /// A socket listening on <paramref name="path"/> with <paramref name="mode"/>. <paramref name="prepare"/>
     /// runs on the temporary path before it is published (to give it a group, say). The parent
@@ -48,9 +47,7 @@ public static class ListeningSocket
     /// Accepts connections on <paramref name="listener"/> until <paramref name="stop"/> is cancelled or
     /// the listener is closed, handing each to <paramref name="onClient"/> (which owns it and must not
     /// block: start the conversation on a task of its own; if it throws, that connection is closed and
-    /// the loop goes on). A failed accept is reported to
-    /// <paramref name="log"/> once per run of failures, with the wait before the next try, which
-    /// doubles up to a second while accepts keep failing.
+    /// the loop goes on). Failed accepts are waited out and reported as <see cref="AcceptRetry"/> says.
     /// </summary>
     public static async Task AcceptAsync(Socket listener, Action<Socket> onClient, Action<string> log, CancellationToken stop)
     {

@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 
 namespace XenIo.Hypervisor.Daemons;
 
@@ -15,7 +17,7 @@ public sealed record HttpRequest(string Method, string Path, string[] Segments, 
 /// with Content-Length or chunked streams. Requests come from local users who passed the socket's
 /// permissions, but are still parsed defensively: bounded header size and body and a deadline for
 /// them to arrive, so a stuck or malicious client costs one connection; malformed input answers 400
-/// and closes. The CLI talks to it with HttpClient over the same socket.
+/// and closes; a handler that fails is logged and answers 500 with <c>{"error": …}</c>. The CLI talks to it with HttpClient over the same socket.
 /// </summary>
 public sealed class UnixHttpServer : IAsyncDisposable
 {
@@ -74,7 +76,7 @@ public sealed class UnixHttpServer : IAsyncDisposable
             _log($"{SocketPath}: {request?.Method} {request?.Path} failed: {e.GetType().Name}: {e.Message}");
             if (!response.Started)
             {
-                try { await response.WriteTextAsync(500, e.Message + "\n").ConfigureAwait(false); }
+                try { await response.WriteErrorAsync(500, e.Message).ConfigureAwait(false); }
                 catch (Exception) { }
             }
         }
@@ -180,6 +182,19 @@ public sealed record HttpResponse(Stream Stream)
     public Task WriteTextAsync(int status, string text) => WriteAsync(status, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes(text));
 
     public Task WriteJsonAsync(int status, byte[] json) => WriteAsync(status, "application/json", json);
+
+    /// <summary>An error the way the daemons' APIs answer one: <c>{"error": "..."}</c>.</summary>
+    public Task WriteErrorAsync(int status, string message)
+    {
+        var body = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(body))
+        {
+            json.WriteStartObject();
+            json.WriteString("error", message);
+            json.WriteEndObject();
+        }
+        return WriteJsonAsync(status, body.WrittenSpan.ToArray());
+    }
 
     /// <summary>Starts a chunked response; write chunks with <see cref="WriteChunkAsync"/>, end with <see cref="EndChunksAsync"/>.</summary>
     public async Task StartChunkedAsync(int status, string contentType)

@@ -80,8 +80,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
         await Error(response, 404, $"no endpoint {request.Method} {request.Path}").ConfigureAwait(false);
     }
 
-    private static Task Error(HttpResponse response, int status, string message) =>
-        response.WriteJsonAsync(status, Json(w => { w.WriteStartObject(); w.WriteString("error", message); w.WriteEndObject(); }));
+    private static Task Error(HttpResponse response, int status, string message) => response.WriteErrorAsync(status, message);
 
     private static byte[] Json(Action<Utf8JsonWriter> body)
     {

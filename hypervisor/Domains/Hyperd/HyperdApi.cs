@@ -52,18 +52,10 @@ public sealed partial class HyperdJson : JsonSerializerContext;
 /// </summary>
 public sealed class HyperdApi(DomainManager manager)
 {
-    /// <summary>Serves one request of <see cref="UnixHttpServer"/>: its answer as JSON, a failure as a 500 with the error.</summary>
+    /// <summary>Serves one request of <see cref="UnixHttpServer"/>, which logs an unexpected failure and answers it with a 500.</summary>
     public async Task ServeAsync(HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {
-        ApiReply reply;
-        try
-        {
-            reply = await HandleAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            reply = Error(500, e.Message);
-        }
+        var reply = await HandleAsync(request, cancellationToken).ConfigureAwait(false);
         await response.WriteJsonAsync(reply.Status, reply.Body).ConfigureAwait(false);
     }
 

@@ -66,10 +66,8 @@ public sealed class ListeningSocketTests : IDisposable
         var loop = ListeningSocket.AcceptAsync(listener, clients.Add, _ => { }, CancellationToken.None);
         for (var i = 0; i < 3; i++)
         {
-            using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await client.ConnectAsync(new UnixDomainSocketEndPoint(path));
-            Assert.True(clients.TryTake(out var accepted, TimeSpan.FromSeconds(10)));
-            accepted!.Dispose();
+            using var client = await ConnectAsync(path);
+            AssertHandedOver(clients);
         }
         listener.Dispose();
         await loop.WaitAsync(TimeSpan.FromSeconds(10));
@@ -91,16 +89,13 @@ public sealed class ListeningSocketTests : IDisposable
             throw new InvalidOperationException("handler bug");
         }, log.Enqueue, stop.Token);
 
-        using var doomed = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await doomed.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        using var doomed = await ConnectAsync(path);
         using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         Assert.Equal(0, await doomed.ReceiveAsync(new byte[1], SocketFlags.None, wait.Token)); // closed by the loop
         Assert.Contains(log, l => l.Contains("handler bug"));
 
-        using var next = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await next.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        Assert.True(clients.TryTake(out var accepted, TimeSpan.FromSeconds(10)));
-        accepted!.Dispose();
+        using var next = await ConnectAsync(path);
+        AssertHandedOver(clients);
         stop.Cancel();
         await loop.WaitAsync(TimeSpan.FromSeconds(10));
     }
@@ -139,11 +134,23 @@ public sealed class ListeningSocketTests : IDisposable
         listener.Listen(4);
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(listener.LocalEndPoint!);
-        Assert.True(clients.TryTake(out var accepted, TimeSpan.FromSeconds(10)));
-        accepted!.Dispose();
+        AssertHandedOver(clients);
         Assert.Equal(["accepting again"], log.Skip(1));
 
         stop.Cancel();
         await loop.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    private static async Task<Socket> ConnectAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        return socket;
+    }
+
+    private static void AssertHandedOver(BlockingCollection<Socket> clients)
+    {
+        Assert.True(clients.TryTake(out var accepted, TimeSpan.FromSeconds(10)), "the accept loop did not hand the connection over");
+        accepted!.Dispose();
     }
 }
