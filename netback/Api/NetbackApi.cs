@@ -17,8 +17,6 @@ namespace XenIo.Netback.Api;
 public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<string>> configErrors, Action<string> log,
     Func<IReadOnlyList<VifInfo>>? vifs = null)
 {
-    public const int MaxQueuedCaptureBytes = 16 * 1024 * 1024;
-
     public async Task HandleAsync(HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {
         var parts = request.Segments;
@@ -236,6 +234,8 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             MirrorConfigJson.WriteFields(w, m.Config);
             w.WriteNumber("captured", m.Captured);
             w.WriteNumber("filtered_out", m.FilteredOut);
+            w.WriteNumber("dropped", m.Dropped);
+            if (m.Error is { } error) w.WriteString("error", error);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -272,7 +272,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
         }
         var queue = new CaptureQueue();
         ICaptureSink inner = format == "pcapng" ? new PcapNgSink(queue, snaplen) : new PcapSink(queue, snaplen);
-        var sink = new BoundedCaptureSink(inner, queue, MaxQueuedCaptureBytes);
+        var sink = new BoundedCaptureSink(inner, queue, BoundedCaptureSink.DefaultMaxQueuedBytes);
         Mirror mirror;
         try
         {
@@ -286,12 +286,14 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             return;
         }
         log($"capture on {bridge.Name}{(port is null ? "" : "/" + port)} started");
-        await response.StartChunkedAsync(200, format == "pcapng" ? "application/x-pcapng" : "application/vnd.tcpdump.pcap").ConfigureAwait(false);
-        mirror.Attach(bridge);
         using var gone = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var watcher = WatchDisconnect(response, gone);
+        var watcher = Task.CompletedTask;
         try
         {
+            // Inside the try: a client gone before the head is written still has its mirror disposed.
+            await response.StartChunkedAsync(200, format == "pcapng" ? "application/x-pcapng" : "application/vnd.tcpdump.pcap").ConfigureAwait(false);
+            mirror.Attach(bridge);
+            watcher = WatchDisconnect(response, gone);
             while (!gone.IsCancellationRequested)
             {
                 ReadOnlyMemory<byte> chunk;

@@ -13,7 +13,8 @@ public sealed record MirrorSelection(IReadOnlySet<string>? Ports = null, Capture
 /// A SPAN mirror: records frames crossing chosen ports, directions and VLANs of a bridge into a capture
 /// sink, each as seen on the port (tagged on trunks, untagged on access ports; a GSO frame is one
 /// record, as tcpdump on a TAP shows it), after an optional tcpdump filter, cut at the snaplen. Runs
-/// under the bridge's lock on the forwarding path, so it allocates nothing per frame. Add it with
+/// under the bridge's lock on the forwarding path, so it allocates nothing per frame and its sink must
+/// not block (<see cref="FileCaptureSink"/> and netback's API queue in memory). Add it with
 /// <see cref="Attach"/>; dispose it to stop and flush.
 /// </summary>
 public sealed class Mirror : IFrameObserver, IDisposable
@@ -24,6 +25,7 @@ public sealed class Mirror : IFrameObserver, IDisposable
     private Bridge? _bridge;
     private long _captured;
     private long _filteredOut;
+    private long _failed;
 
     public Mirror(string name, ICaptureSink sink, MirrorSelection? selection = null, int snaplen = PcapWriter.DefaultSnaplen, string? filter = null, CaptureClock? clock = null)
     {
@@ -44,6 +46,8 @@ public sealed class Mirror : IFrameObserver, IDisposable
     public string? Filter => _filter?.Expression;
     public long Captured => Volatile.Read(ref _captured);
     public long FilteredOut => Volatile.Read(ref _filteredOut);
+    /// <summary>Frames the sink failed to take (an exception from it, which never reaches the forwarding path).</summary>
+    public long Failed => Volatile.Read(ref _failed);
 
     public void Attach(Bridge bridge)
     {
@@ -62,7 +66,17 @@ public sealed class Mirror : IFrameObserver, IDisposable
             _filteredOut++;
             return;
         }
-        _sink.Write(port, direction, _clock.UnixNanoseconds(), frame[..Math.Min(frame.Length, Snaplen)], frame.Length);
+        try
+        {
+            _sink.Write(port, direction, _clock.UnixNanoseconds(), frame[..Math.Min(frame.Length, Snaplen)], frame.Length);
+        }
+        catch (Exception)
+        {
+            // The sinks here queue in memory and do not throw; should one fail, the frame it was
+            // recording is still forwarded (this runs on the forwarding path) and the failure is counted.
+            _failed++;
+            return;
+        }
         _captured++;
     }
 

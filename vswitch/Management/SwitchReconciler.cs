@@ -18,7 +18,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         public readonly Bridge Bridge = bridge;
         public BridgeConfig Config = config;
         public readonly Dictionary<string, (SwitchPort Port, PortConfig Config)> Ports = [];
-        public readonly Dictionary<string, (Mirror Mirror, MirrorConfig Config)> Mirrors = [];
+        public readonly Dictionary<string, (Mirror Mirror, MirrorConfig Config, FileCaptureSink File)> Mirrors = [];
     }
 
     private readonly Lock _gate = new();
@@ -41,7 +41,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         {
             lock (_gate)
                 return [.. _bridges.Values.SelectMany(live => live.Mirrors.Values.Select(m =>
-                    new MirrorStatus(live.Bridge.Name, m.Config, m.Mirror.Captured, m.Mirror.FilteredOut)))];
+                    new MirrorStatus(live.Bridge.Name, m.Config, m.Mirror.Captured, m.Mirror.FilteredOut, m.File.Dropped, m.File.Error)))];
         }
     }
 
@@ -178,7 +178,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
 
     private void ReconcileMirrors(LiveBridge live, BridgeConfig want, List<string> errors)
     {
-        foreach (var (name, (mirror, config)) in live.Mirrors.ToArray())
+        foreach (var (name, (mirror, config, _)) in live.Mirrors.ToArray())
         {
             if (want.Mirrors.TryGetValue(name, out var wanted) && wanted == config) continue;
             mirror.Dispose();
@@ -190,8 +190,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             try
             {
                 // A restarted netback continues the file; add-mirror is what starts a new one.
-                var stream = CaptureFile.OpenResuming(wanted.File, wanted.PcapNg, wanted.Snaplen, out var continues);
-                ICaptureSink sink = wanted.PcapNg ? new PcapNgSink(stream, wanted.Snaplen) : new PcapSink(stream, wanted.Snaplen, continues: continues);
+                var sink = FileCaptureSink.Open(wanted.File, wanted.PcapNg, wanted.Snaplen, log);
                 var selection = new MirrorSelection(wanted.Ports.Count == 0 ? null : wanted.Ports.ToHashSet(), wanted.Directions,
                     wanted.Vlans is null ? null : VlanSet.Parse(wanted.Vlans));
                 Mirror mirror;
@@ -205,7 +204,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
                     throw;
                 }
                 mirror.Attach(live.Bridge);
-                live.Mirrors[wanted.Name] = (mirror, wanted);
+                live.Mirrors[wanted.Name] = (mirror, wanted, sink);
             }
             catch (Exception e)
             {
@@ -214,16 +213,15 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         }
     }
 
-    /// <summary>Flushes persistent mirrors' files (called on the housekeeping timer, off the forwarding path).</summary>
+    /// <summary>
+    /// Brings persistent mirrors' files up to date (called on the housekeeping timer). Outside the lock:
+    /// a slow disk delays this call, not the API or a reconcile; a file that fails says so itself, once.
+    /// </summary>
     public void FlushMirrors()
     {
-        lock (_gate)
-            foreach (var live in _bridges.Values)
-                foreach (var (mirror, _) in live.Mirrors.Values)
-                {
-                    try { mirror.Flush(); }
-                    catch (IOException e) { Log($"mirror {mirror.Name}: {e.Message}"); }
-                }
+        Mirror[] mirrors;
+        lock (_gate) mirrors = [.. _bridges.Values.SelectMany(live => live.Mirrors.Values.Select(m => m.Mirror))];
+        foreach (var mirror in mirrors) mirror.Flush();
     }
 
     private void RemovePort(LiveBridge live, string name)
@@ -246,7 +244,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         var live = _bridges[name];
         foreach (var port in live.Ports.Keys.ToArray())
             if (live.Ports.ContainsKey(port)) RemovePort(live, port);
-        foreach (var (mirror, _) in live.Mirrors.Values) mirror.Dispose();
+        foreach (var (mirror, _, _) in live.Mirrors.Values) mirror.Dispose();
         _bridges.Remove(name);
         Log($"bridge {name} removed");
     }
@@ -260,5 +258,8 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
     }
 }
 
-/// <summary>A persistent mirror as it runs: its configuration, the frames it wrote and those its filter left out.</summary>
-public sealed record MirrorStatus(string Bridge, MirrorConfig Config, long Captured, long FilteredOut);
+/// <summary>
+/// A persistent mirror as it runs: its configuration, the frames it took and those its filter left out,
+/// those its file could not keep up with (or that came after it failed), and why the file failed.
+/// </summary>
+public sealed record MirrorStatus(string Bridge, MirrorConfig Config, long Captured, long FilteredOut, long Dropped = 0, string? Error = null);

@@ -65,7 +65,8 @@ internal static class CaptureVerb
                 {
                     while ((n = await input.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
                     {
-                        var keep = limit is { } l ? counter.Feed(buffer.AsSpan(0, n), l) : n;
+                        // Counted with or without -c: the closing line says how many were captured.
+                        var keep = counter.Feed(buffer.AsSpan(0, n), limit ?? long.MaxValue);
                         await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
                         await output.FlushAsync(ct).ConfigureAwait(false);
                         if (keep < n || (limit is { } l2 && counter.Finished(l2))) break;

@@ -28,9 +28,7 @@ public sealed class CaptureFileTests : IDisposable
     /// <summary>One netback life: opens the file as the reconciler does, mirrors <paramref name="frames"/> ICMP frames from port a, closes.</summary>
     private void CaptureOnce(string file, bool pcapNg, int frames, int firstId, int snaplen = 200)
     {
-        var stream = CaptureFile.OpenResuming(file, pcapNg, snaplen, out var continues);
-        ICaptureSink sink = pcapNg ? new PcapNgSink(stream, snaplen) : new PcapSink(stream, snaplen, continues: continues);
-        using var mirror = new Mirror("m", sink, new MirrorSelection(new HashSet<string> { "a" }, CaptureDirection.Ingress), snaplen, clock: new SteppingClock());
+        using var mirror = new Mirror("m", FileCaptureSink.Open(file, pcapNg, snaplen), new MirrorSelection(new HashSet<string> { "a" }, CaptureDirection.Ingress), snaplen, clock: new SteppingClock());
         mirror.Attach(_bridge);
         for (var i = 0; i < frames; i++) _a.Inject(Packets.Icmp(1, firstId + i));
     }

@@ -1,15 +1,14 @@
-using XenIo.Hypervisor.Daemons;
-using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
 
-namespace XenIo.Netback.Api;
+namespace XenIo.VSwitch.Capture;
 
 /// <summary>
-/// A write-only stream that queues bytes in memory for a pump task to send to an API client. The
-/// capture sink writes into it under the bridge's lock, so it never blocks: the client is drained off
-/// the forwarding path. Two buffers are swapped, so steady state allocates nothing.
+/// A write-only stream that queues bytes in memory for a pump to take away: to an API client, or to a
+/// capture file. The capture sink writes into it under the bridge's lock, so it never blocks on a
+/// socket or a disk: the pump drains it off the forwarding path. Two buffers are swapped, so steady
+/// state allocates nothing.
 /// </summary>
-internal sealed class CaptureQueue : Stream
+public sealed class CaptureQueue : Stream
 {
     private readonly Lock _gate = new();
     private byte[] _filling = new byte[64 * 1024];
@@ -35,6 +34,7 @@ internal sealed class CaptureQueue : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
+    /// <summary>Wakes the pump: what is queued is taken now rather than at its next timeout.</summary>
     public override void Flush()
     {
         if (_ready.CurrentCount == 0)
@@ -47,7 +47,16 @@ internal sealed class CaptureQueue : Stream
     /// <summary>Waits for a flush (or the timeout) and takes what is queued; the memory is valid until the next call.</summary>
     public async Task<ReadOnlyMemory<byte>> TakeAsync(TimeSpan wait, CancellationToken cancellationToken)
     {
-        await _ready.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+        await WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+        return Take();
+    }
+
+    /// <summary>Waits for a flush or the timeout, whichever comes first.</summary>
+    public Task WaitAsync(TimeSpan wait, CancellationToken cancellationToken) => _ready.WaitAsync(wait, cancellationToken);
+
+    /// <summary>Takes what is queued without waiting; the memory is valid until the next take.</summary>
+    public ReadOnlyMemory<byte> Take()
+    {
         lock (_gate)
         {
             if (_draining.Length < _filling.Length) _draining = new byte[_filling.Length];
@@ -69,19 +78,26 @@ internal sealed class CaptureQueue : Stream
 }
 
 /// <summary>
-/// Puts a capture in front of a <see cref="CaptureQueue"/>: a slow client costs dropped records (whole
-/// records, so the stream stays a valid pcap), never forwarding latency or unbounded memory.
+/// Puts a capture in front of a <see cref="CaptureQueue"/>: a slow reader or disk costs dropped records
+/// (whole records, so the stream stays a valid pcap), never forwarding latency or unbounded memory.
 /// </summary>
-internal sealed class BoundedCaptureSink(ICaptureSink inner, CaptureQueue queue, int maxQueuedBytes) : ICaptureSink
+public sealed class BoundedCaptureSink(ICaptureSink inner, CaptureQueue queue, int maxQueuedBytes) : ICaptureSink
 {
+    /// <summary>What an API capture or a mirror's file may hold queued before records are dropped.</summary>
+    public const int DefaultMaxQueuedBytes = 16 * 1024 * 1024;
+
     private long _dropped;
     private int _sinceFlush;
+    private volatile bool _closed;
 
     public long Dropped => Interlocked.Read(ref _dropped);
 
+    /// <summary>Takes no more records (the pump behind the queue has failed): each is counted as dropped.</summary>
+    public void Close() => _closed = true;
+
     public void Write(SwitchPort port, CaptureDirection direction, long unixNanoseconds, ReadOnlySpan<byte> frame, int originalLength)
     {
-        if (queue.Pending + frame.Length > maxQueuedBytes)
+        if (_closed || queue.Pending + frame.Length > maxQueuedBytes)
         {
             Interlocked.Increment(ref _dropped);
             return;
