@@ -16,7 +16,10 @@ public enum CaptureDirection : byte
     Egress = 2,
 }
 
-/// <summary>Sees every frame as it crosses a port of a bridge (mirrors implement it). Called under the bridge's lock.</summary>
+/// <summary>
+/// Sees every frame as it crosses a port of a bridge (mirrors implement it), as it is on that port's
+/// wire. Called under the bridge's lock on the forwarding path: it must neither block nor throw.
+/// </summary>
 public interface IFrameObserver
 {
     void Observe(SwitchPort port, CaptureDirection direction, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata);
@@ -97,7 +100,7 @@ public sealed class Bridge
 
     private long Now() => _coarseClock ? Environment.TickCount64 * TicksPerMillisecond : _time.GetTimestamp();
 
-    /// <summary>Unicast frames whose destination sits on the port they came in on (not forwarded, not an error).</summary>
+    /// <summary>Unicast frames whose destination sits on the port they came in on, or on another split-horizon port when they came in on one (not forwarded, not an error).</summary>
     public long Filtered { get; private set; }
     public long Flooded { get; private set; }
 
@@ -227,7 +230,8 @@ public sealed class Bridge
             if (ingress.Bridge != this) return;
             // What makes a batch plain is decided once for all its frames: an ingress port that is up,
             // unlimited, untagged-capable and not observed by any mirror.
-            if (ingress.AdminUp && ingress.IngressLimit is null && _observers.Length == 0 && _untaggedVlan[ingress.Index] >= 0)
+            // A split-horizon port (a tunnel) is not plain either: its known unicast must not go out another tunnel.
+            if (ingress.AdminUp && ingress.IngressLimit is null && !ingress.SplitHorizon && _observers.Length == 0 && _untaggedVlan[ingress.Index] >= 0)
             {
                 ReceivePlain(ingress, batch, now);
                 return;
@@ -413,15 +417,18 @@ public sealed class Bridge
         else ForwardKnown(ingress, known, vlan, packet.Data, packet.Offset, packet.Length, packet.Metadata);
     }
 
-    /// <summary>A frame whose destination the table knows: filtered when that is the ingress port, else sent there untagged or tagged.</summary>
+    /// <summary>
+    /// A frame whose destination the table knows: filtered when that is the ingress port or when both are
+    /// split-horizon ports (tunnel to tunnel, as in flooding), else sent there untagged or tagged.
+    /// </summary>
     private void ForwardKnown(SwitchPort ingress, int known, int vlan, Span<byte> buffer, int offset, int length, in FrameMetadata metadata)
     {
-        if (known == ingress.Index)
+        var port = _slots[known];
+        if (known == ingress.Index || (ingress.SplitHorizon && port is { SplitHorizon: true }))
         {
             Filtered++;
             return;
         }
-        var port = _slots[known];
         if (port is null || !port.AdminUp) return;
         var egress = _egressByVlan[known]![vlan];
         // The common case: no tag to push.
@@ -553,7 +560,7 @@ public sealed class Bridge
         counters.RxBytesField += length;
 
         var vlan = ingress.Vlan.ClassifyIngress(tagged, tci & 0x0FFF);
-        if (_observers.Length != 0) ObserveIngress(ingress, vlan >= 0 ? vlan : tci & 0x0FFF, frame, metadata);
+        if (_observers.Length != 0) ObserveIngress(ingress, vlan >= 0 ? vlan : tci & 0x0FFF, tagInBytes ? frame : WithTag(frame, tci), metadata);
         if (vlan < 0)
         {
             counters.CountDrop(DropReason.Vlan);
@@ -582,6 +589,20 @@ public sealed class Bridge
         // Keep the priority bits for a tagged egress; the VID is the classified VLAN.
         metadata.VlanTci = (ushort)((tci & 0xF000) | vlan);
         return vlan;
+    }
+
+    /// <summary>
+    /// A frame whose port carried its tag out of band (in the metadata) as it was on that port's wire,
+    /// the tag in front of the EtherType, in the scratch buffer: what a mirror filters and records.
+    /// </summary>
+    private ReadOnlySpan<byte> WithTag(ReadOnlySpan<byte> frame, ushort tci)
+    {
+        var tagged = _scratch.AsSpan(0, frame.Length + EtherTypes.VlanTagLength);
+        frame[..(2 * EtherTypes.MacLength)].CopyTo(tagged);
+        BinaryPrimitives.WriteUInt16BigEndian(tagged[12..], EtherTypes.Vlan);
+        BinaryPrimitives.WriteUInt16BigEndian(tagged[14..], tci);
+        frame[(2 * EtherTypes.MacLength)..].CopyTo(tagged[(2 * EtherTypes.MacLength + EtherTypes.VlanTagLength)..]);
+        return tagged;
     }
 
     private void ObserveIngress(SwitchPort ingress, int vlan, ReadOnlySpan<byte> frame, in FrameMetadata metadata)

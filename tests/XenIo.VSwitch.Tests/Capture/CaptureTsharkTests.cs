@@ -1,3 +1,4 @@
+using XenIo.Net.Frames;
 using XenIo.Tests;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
@@ -126,6 +127,27 @@ public sealed class CaptureTsharkTests : IDisposable
         }
         var rows = Tshark.Fields(tshark, file, null, "vlan.id", "frame.number");
         Assert.Equal(new[] { "20", "", "20", "" }, rows.Select(r => r[0])); // in on the trunk (tagged), out on a20 (untagged), twice
+    }
+
+    [SkippableFact]
+    public void A_tag_carried_in_metadata_is_recorded_and_filtered_as_on_the_wire()
+    {
+        var tshark = Requires.Tool("tshark");
+        var file = Path.Combine(_dir, "metadata-tag.pcap");
+        var frame = Packets.Icmp(3, 7);
+        using (var mirror = new Mirror("m", new PcapSink(File.Create(file)), new MirrorSelection(new HashSet<string> { "trunk" }, CaptureDirection.Ingress), filter: "vlan 20", clock: new SteppingClock()))
+        {
+            mirror.Attach(_bridge);
+            // A port that hands the switch its tag beside the frame rather than in it.
+            var metadata = FrameMetadata.Plain(frame.Length);
+            metadata.HasVlan = true;
+            metadata.VlanTci = 20;
+            _trunk.Inject(frame, metadata);
+            Assert.Equal(1, mirror.Captured);
+        }
+        var rows = Tshark.Fields(tshark, file, null, "vlan.id", "frame.len", "icmp.ident");
+        Assert.Equal([$"20|{frame.Length + 4}|7"], rows.Select(r => string.Join("|", r)));
+        Assert.Equal(frame, _access20.Sent.Single().Frame);
     }
 
     [Fact]

@@ -230,6 +230,42 @@ public class BridgeForwardingTests
         Assert.Single(t2.Sent);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Split_horizon_ports_do_not_forward_known_unicast_to_each_other(bool batch)
+    {
+        var t1 = new RecordingPort("vx1") { Split = true };
+        var t2 = new RecordingPort("vx2") { Split = true };
+        _bridge.AddPort(t1);
+        _bridge.AddPort(t2);
+        t2.Inject(Build(Broadcast, Mac(2)));
+        _p1.Inject(Build(Broadcast, Mac(1)));
+        ClearAll();
+        t1.Clear();
+        t2.Clear();
+
+        var toTunnel = Build(Mac(2), Mac(9));
+        var toGuest = Build(Mac(1), Mac(9));
+        if (batch) t1.InjectBatch([PacketBuffer.Wrap(Headroomed(toTunnel), PacketBuffer.Headroom, toTunnel.Length), PacketBuffer.Wrap(Headroomed(toGuest), PacketBuffer.Headroom, toGuest.Length)]);
+        else
+        {
+            t1.Inject(toTunnel);
+            t1.Inject(toGuest);
+        }
+
+        Assert.Empty(t2.Sent);
+        Assert.Equal(toGuest, _p1.Single());
+        Assert.Equal(1, _bridge.Filtered);
+    }
+
+    private static byte[] Headroomed(byte[] frame)
+    {
+        var buffer = new byte[PacketBuffer.Headroom + frame.Length];
+        frame.CopyTo(buffer, PacketBuffer.Headroom);
+        return buffer;
+    }
+
     [Fact]
     public void Removing_a_port_forgets_its_macs()
     {
