@@ -47,7 +47,7 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
         await using var client = await ConnectWithRetryAsync(() => XenstoreClient.ConnectAsync(xsSocket, stoppingToken), xsSocket, "xenstored", _options.XenstoredWait, stoppingToken).ConfigureAwait(false);
         using var loop = new EpollLoop("vswitch");
         loop.HandlerFailed += e => logger.LogError("vswitch I/O: {Message}", e.Message);
-        using var reconciler = new SwitchReconciler(new PortFactory(loop), m => logger.LogInformation("{Message}", m));
+        using var reconciler = new SwitchReconciler(new PortFactory(loop, m => logger.LogWarning("{Message}", m)), m => logger.LogInformation("{Message}", m));
 
         if (await client.TryReadAsync(SwitchConfigMapping.Root, cancellationToken: stoppingToken).ConfigureAwait(false) is null)
         {

@@ -13,9 +13,11 @@ namespace XenIo.VSwitch.Management;
 /// stream <c>listen|connect=unix:/path|tcp:host:port</c>, <c>allow=ip,…</c>, <c>allow-uid=n,…</c>;
 /// vxlan <c>local=ip[:port]</c>, <c>vni=n</c>, <c>remotes=ip[:port][/vni],…</c>;
 /// patch <c>peer=bridge/port</c> (built in pairs by the reconciler).
-/// Bad options throw <see cref="ArgumentException"/> naming the option, value and what is valid.
+/// Bad options throw <see cref="ArgumentException"/> naming the option, value and what is valid. What
+/// a port reports as it runs (a refused peer, a bad length prefix, an unconfigured VXLAN remote, a TAP
+/// that died) goes to <paramref name="log"/>, once per event rather than per frame.
 /// </summary>
-public sealed class PortFactory(EpollLoop loop)
+public sealed class PortFactory(EpollLoop loop, Action<string>? log = null)
 {
     public SwitchPort Create(PortConfig config)
     {
@@ -32,20 +34,28 @@ public sealed class PortFactory(EpollLoop loop)
                     var v => throw Bad("offloads", v, "on|off"),
                 };
                 var tap = TapDevice.Create(config.Name, offloads);
-                return config.Kind == "tap" ? new TapPort(tap, loop) : new InternalPort(tap, loop);
+                var tapPort = config.Kind == "tap" ? new TapPort(tap, loop) : new InternalPort(tap, loop);
+                tapPort.Log += Log;
+                return tapPort;
             case "uplink":
                 CheckKnown(config);
                 return new UplinkPort(config.Name, loop);
             case "stream":
                 CheckKnown(config, "listen", "connect", "allow", "allow-uid");
-                return new StreamPort(config.Name, StreamOptions(o));
+                var stream = new StreamPort(config.Name, StreamOptions(o));
+                stream.Log += Log;
+                return stream;
             case "vxlan":
                 CheckKnown(config, "local", "vni", "remotes", "ageing", "maxaddress");
-                return new VxlanPort(config.Name, VxlanOptions(o));
+                var vxlan = new VxlanPort(config.Name, VxlanOptions(o));
+                vxlan.Log += Log;
+                return vxlan;
             default:
                 throw new ArgumentException($"port kind {config.Kind} is not built here (patch ports come in pairs)");
         }
     }
+
+    private void Log(string message) => log?.Invoke(message);
 
     public static (string Bridge, string Port) PatchPeer(PortConfig config)
     {

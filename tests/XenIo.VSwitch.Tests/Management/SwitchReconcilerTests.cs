@@ -2,6 +2,8 @@ using XenIo.Net.Tap;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
 using XenIo.VSwitch.Ports;
+using XenIo.VSwitch.Tests.Core;
+using XenIo.VSwitch.Tests.Ports;
 using Xunit;
 
 namespace XenIo.VSwitch.Tests.Management;
@@ -74,6 +76,26 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Contains(errors, e => e.Contains("br0/v1") && e.Contains("local='nowhere'"));
         Assert.Contains(errors, e => e.Contains("br0/s9") && e.Contains("'colour'"));
         Assert.NotNull(_reconciler.FindBridge("br0")!.FindPort("s1"));
+    }
+
+    [Fact]
+    public void WhatAPortReportsReachesTheLogOncePerEvent()
+    {
+        var lines = new List<string>();
+        using var reconciler = new SwitchReconciler(new PortFactory(_loop, line => { lock (lines) lines.Add(line); }));
+        var vxlan = new PortConfig("vx0", "vxlan")
+        {
+            Options = new SortedDictionary<string, string> { ["local"] = "127.0.0.1:0", ["vni"] = "7", ["remotes"] = "127.0.0.2" },
+        };
+        Assert.Empty(reconciler.Apply(Config(Bridge("br0", vxlan))));
+        var port = Assert.IsType<VxlanPort>(reconciler.FindBridge("br0")!.FindPort("vx0"));
+        using var stranger = VxlanPortTests.Udp("127.0.0.3");
+        for (var i = 0; i < 3; i++) stranger.SendTo(VxlanPortTests.Packet(7, Frame.Build(Frame.Broadcast, Frame.Mac(1))), port.LocalEndPoint);
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (port.Counters.Drops(DropReason.UnknownPeer) < 3 && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        Assert.Equal(3, port.Counters.Drops(DropReason.UnknownPeer));
+        lock (lines) Assert.Single(lines, l => l.Contains("vxlan port vx0", StringComparison.Ordinal) && l.Contains("unconfigured remote", StringComparison.Ordinal));
     }
 
     [Fact]
