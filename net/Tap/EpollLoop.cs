@@ -25,6 +25,8 @@ public sealed unsafe class EpollLoop : IDisposable
     private readonly Dictionary<int, IReadinessHandler> _handlers = [];
     private IReadinessHandler?[] _byToken = new IReadinessHandler?[16];
     private volatile bool _stopping;
+    /// <summary>The handler the loop thread is in, which <see cref="Remove"/> waits out.</summary>
+    private IReadinessHandler? _running;
 
     public EpollLoop(string name)
     {
@@ -51,14 +53,27 @@ public sealed unsafe class EpollLoop : IDisposable
         }
     }
 
+    /// <summary>
+    /// Stops polling <paramref name="fd"/>. Called off the loop thread, it returns only once the loop is
+    /// not in that descriptor's handler, so the caller may close the descriptor: otherwise a handler
+    /// still running could read a descriptor number the kernel has already given to someone else.
+    /// Never call it holding a lock the handler takes.
+    /// </summary>
     public void Remove(int fd)
     {
+        IReadinessHandler? removed;
         lock (_gate)
         {
-            if (!_handlers.Remove(fd)) return;
+            if (!_handlers.Remove(fd, out removed)) return;
             Control(Libc.EPOLL_CTL_DEL, fd, 0, 0);
             Volatile.Write(ref _byToken[fd], null);
         }
+        if (IsLoopThread) return;
+        // Pairs with the loop's exchange before it re-checks the table: either it sees the handler gone
+        // or this sees it running.
+        Interlocked.MemoryBarrier();
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _running) == removed) spin.SpinOnce();
     }
 
     private void Control(int op, int fd, uint events, ulong token)
@@ -87,16 +102,21 @@ public sealed unsafe class EpollLoop : IDisposable
                 {
                     var token = *(ulong*)(events + i * size + Libc.EpollDataOffset);
                     if (token == ulong.MaxValue) continue;
-                    var table = Volatile.Read(ref _byToken);
-                    var handler = token < (ulong)table.Length ? Volatile.Read(ref table[token]) : null;
+                    var handler = Registered(token);
                     if (handler is null) continue;
+                    Interlocked.Exchange(ref _running, handler);
                     try
                     {
-                        handler.OnReadable();
+                        // Removed between the lookup and now: Remove may have returned already.
+                        if (Registered(token) == handler) handler.OnReadable();
                     }
                     catch (Exception e)
                     {
                         HandlerFailed?.Invoke(e);
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _running, null);
                     }
                 }
             }
@@ -105,6 +125,12 @@ public sealed unsafe class EpollLoop : IDisposable
         {
             NativeMemory.Free(events);
         }
+    }
+
+    private IReadinessHandler? Registered(ulong token)
+    {
+        var table = Volatile.Read(ref _byToken);
+        return token < (ulong)table.Length ? Volatile.Read(ref table[token]) : null;
     }
 
     public bool IsLoopThread => Thread.CurrentThread == _thread;
