@@ -59,7 +59,12 @@ public sealed class PatchPort : SwitchPort
         if (peer.Bridge is null) return DropReason.LinkDown;
         var buffer = (frame.Length <= peer._small.BufferCapacity ? peer._small.Rent() : null) ?? peer._large.Rent();
         if (buffer is null) return DropReason.NoBuffer;
-        buffer.TrySet(frame, metadata);
+        // A GSO frame of the largest size with a tag pushed is more than the largest buffer holds.
+        if (!buffer.TrySet(frame, metadata))
+        {
+            buffer.Return();
+            return DropReason.TooBig;
+        }
         if (peer._inbound.Writer.TryWrite(buffer)) return DropReason.None;
         buffer.Return();
         return DropReason.QueueFull;

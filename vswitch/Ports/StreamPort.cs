@@ -79,7 +79,11 @@ public sealed class StreamPort : SwitchPort
         if (frame.Length > StreamFraming.MaxFrameLength) return DropReason.TooBig;
         var buffer = (frame.Length <= _small.BufferCapacity ? _small.Rent() : null) ?? _large.Rent();
         if (buffer is null) return DropReason.NoBuffer;
-        buffer.TrySet(frame, metadata);
+        if (!buffer.TrySet(frame, metadata))
+        {
+            buffer.Return();
+            return DropReason.TooBig;
+        }
         if (_queue.Writer.TryWrite(buffer)) return DropReason.None;
         buffer.Return();
         return DropReason.QueueFull;
