@@ -123,15 +123,26 @@ public sealed class StreamPort : SwitchPort
     /// <summary>A connection to the listening port: served when it is from an allowed peer and none is served yet, else refused and counted.</summary>
     private void OnPeer(Socket peer, CancellationToken ct)
     {
-        if (!Allowed(peer, out var who) || Volatile.Read(ref _connection) is not null)
+        var allowed = Allowed(peer, out var who);
+        // The slot is taken here, before the next accept, so a peer right behind this one finds it taken.
+        if (allowed && TryClaim(peer))
         {
-            Interlocked.Increment(ref _refused);
-            Counters.CountDrop(DropReason.UnknownPeer);
-            Log?.Invoke($"stream port {Name}: refused {who}{(Volatile.Read(ref _connection) is not null ? " (already serving a peer)" : "")}");
-            peer.Dispose();
+            // No token for Task.Run: Serve must run even when stopping, as it is what closes the socket.
+            _ = Task.Run(() => Serve(peer, ct));
             return;
         }
-        _ = Task.Run(() => Serve(peer, ct), ct);
+        Interlocked.Increment(ref _refused);
+        Counters.CountDrop(DropReason.UnknownPeer);
+        Log?.Invoke($"stream port {Name}: refused {who}{(allowed ? " (already serving a peer)" : "")}");
+        peer.Dispose();
+    }
+
+    /// <summary>Makes <paramref name="socket"/> the port's one connection, unless it has one already.</summary>
+    private bool TryClaim(Socket socket)
+    {
+        if (Interlocked.CompareExchange(ref _connection, socket, null) is not null) return false;
+        Interlocked.Increment(ref _connections);
+        return true;
     }
 
     private async Task ConnectLoop()
@@ -143,6 +154,8 @@ public sealed class StreamPort : SwitchPort
             try
             {
                 await socket.ConnectAsync(_options.Endpoint, ct).ConfigureAwait(false);
+                // Always free: the one connection the port has ends before the next is dialled.
+                TryClaim(socket);
                 await Serve(socket, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
@@ -185,12 +198,10 @@ public sealed class StreamPort : SwitchPort
         return IPAddress.IsLoopback(address);
     }
 
-    /// <summary>Runs one connection until it closes, fails, or sends a bad length.</summary>
+    /// <summary>Runs the claimed connection until it closes, fails, or sends a bad length; then closes it and frees the slot.</summary>
     private async Task Serve(Socket socket, CancellationToken ct)
     {
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        Interlocked.Increment(ref _connections);
-        Volatile.Write(ref _connection, socket);
         var writer = Task.Run(() => WriteLoop(socket, connection.Token), connection.Token);
         try
         {
@@ -201,7 +212,7 @@ public sealed class StreamPort : SwitchPort
         }
         finally
         {
-            Volatile.Write(ref _connection, null);
+            Interlocked.CompareExchange(ref _connection, null, socket);
             connection.Cancel();
             socket.Dispose();
             try
