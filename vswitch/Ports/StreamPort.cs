@@ -44,7 +44,6 @@ public sealed class StreamPort : SwitchPort
     private readonly Channel<PacketBuffer> _queue;
     private readonly CancellationTokenSource _stop = new();
     private Socket? _connection;
-    private Socket? _listener;
     private Task? _run;
     private long _connections;
     private long _refused;
@@ -89,34 +88,64 @@ public sealed class StreamPort : SwitchPort
         return DropReason.QueueFull;
     }
 
+    /// <summary>
+    /// Listens and serves until stopped. A listen that fails (the address is taken, say) is tried again
+    /// every <see cref="StreamPortOptions.ReconnectDelay"/>, as the connecting side redials, and said
+    /// once per run of failures.
+    /// </summary>
     private async Task ListenLoop()
     {
         var ct = _stop.Token;
-        try
+        var failing = false;
+        while (!ct.IsCancellationRequested)
         {
             Socket listener;
-            if (_options.Endpoint is UnixDomainSocketEndPoint unix)
+            try
             {
-                listener = ListeningSocket.Unix(unix.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
+                listener = Listen();
             }
-            else
+            catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
             {
-                listener = CreateSocket();
-                listener.Bind(_options.Endpoint);
-                listener.Listen(4);
+                if (!failing) Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {(e is SocketException s ? s.SocketErrorCode : e.Message)}; retrying every {_options.ReconnectDelay.TotalMilliseconds:0} ms");
+                failing = true;
+                try
+                {
+                    await Task.Delay(_options.ReconnectDelay, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
             }
-            _listener = listener;
-            await ListeningSocket.AcceptAsync(listener, peer => OnPeer(peer, ct), message => Log?.Invoke($"stream port {Name}: {message}"), ct).ConfigureAwait(false);
+            if (failing) Log?.Invoke($"stream port {Name}: listening on {_options.Endpoint}");
+            try
+            {
+                // Returns only when stopped: the listener is closed here and nowhere else.
+                await ListeningSocket.AcceptAsync(listener, peer => OnPeer(peer, ct), message => Log?.Invoke($"stream port {Name}: {message}"), ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                listener.Dispose();
+            }
         }
-        catch (OperationCanceledException)
+    }
+
+    private Socket Listen()
+    {
+        if (_options.Endpoint is UnixDomainSocketEndPoint unix)
+            return ListeningSocket.Unix(unix.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
+        var listener = CreateSocket();
+        try
         {
+            listener.Bind(_options.Endpoint);
+            listener.Listen(4);
+            return listener;
         }
-        catch (ObjectDisposedException)
+        catch
         {
-        }
-        catch (SocketException e)
-        {
-            Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {e.SocketErrorCode}");
+            listener.Dispose();
+            throw;
         }
     }
 
@@ -297,7 +326,6 @@ public sealed class StreamPort : SwitchPort
     {
         if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
-        _listener?.Dispose();
         Volatile.Read(ref _connection)?.Dispose();
         try
         {

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using XenIo.VSwitch.Core;
@@ -185,6 +186,44 @@ public sealed class StreamPortTests : IDisposable
         Assert.False(stream.Connected);
     }
 
+    internal static Socket TakenTcpAddress()
+    {
+        var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen(1);
+        return taken;
+    }
+
+    [Fact]
+    public void A_listen_that_fails_is_retried_with_one_log_line_until_the_address_is_free()
+    {
+        var taken = TakenTcpAddress();
+        var endpoint = (IPEndPoint)taken.LocalEndPoint!;
+        var log = new ConcurrentQueue<string>();
+        var bridge = new Bridge("br0");
+        var local = new QueuePort("local");
+        using var stream = new StreamPort("qemu0", new StreamPortOptions(endpoint, StreamRole.Listen) { ReconnectDelay = TimeSpan.FromMilliseconds(20) });
+        stream.Log += log.Enqueue;
+        bridge.AddPort(local);
+        bridge.AddPort(stream);
+        QueuePort.WaitUntil(() => !log.IsEmpty);
+        Thread.Sleep(300); // several retries' worth
+        var failure = Assert.Single(log);
+        Assert.Contains("AddressAlreadyInUse", failure);
+
+        taken.Dispose();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 10_000 };
+        QueuePort.WaitUntil(() => { try { client.Connect(endpoint); return true; } catch (SocketException) { return false; } });
+        QueuePort.WaitUntil(() => stream.Connected);
+        var fromPeer = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        client.Send(Prefixed(fromPeer));
+        Assert.Equal(fromPeer, local.Next());
+        var toPeer = Frame.Build(Frame.Mac(1), Frame.Mac(2));
+        local.Inject(toPeer);
+        Assert.Equal(toPeer, ReadFrame(client));
+        Assert.Equal(2, log.Count); // the failure, then that it listens
+    }
+
     [Fact]
     public void A_connecting_port_reconnects_after_its_peer_goes_away()
     {
@@ -219,5 +258,26 @@ public sealed class StreamPortTests : IDisposable
         bridge.AddPort(stream);
         local.Inject(Frame.Build(Frame.Broadcast, Frame.Mac(1)));
         Assert.Equal(1, stream.Counters.Drops(DropReason.LinkDown));
+    }
+}
+
+[Collection(ProcessWide.Name)]
+public class StreamPortDescriptorTests
+{
+    [Fact]
+    public void A_listen_that_fails_leaks_no_descriptor()
+    {
+        using var taken = StreamPortTests.TakenTcpAddress();
+        var endpoint = (IPEndPoint)taken.LocalEndPoint!;
+        var left = ProcessWide.DescriptorsLeftBy(20, () =>
+        {
+            using var failed = new ManualResetEventSlim();
+            var bridge = new Bridge("br0");
+            using var stream = new StreamPort("qemu0", new StreamPortOptions(endpoint, StreamRole.Listen) { ReconnectDelay = TimeSpan.FromMilliseconds(10) });
+            stream.Log += _ => failed.Set();
+            bridge.AddPort(stream);
+            Assert.True(failed.Wait(TimeSpan.FromSeconds(10)), "the listen did not fail");
+        });
+        Assert.Equal(0, left);
     }
 }
