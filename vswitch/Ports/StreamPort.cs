@@ -45,6 +45,7 @@ public sealed class StreamPort : SwitchPort
     private readonly CancellationTokenSource _stop = new();
     private Socket? _connection;
     private Task? _run;
+    private Task? _write;
     private long _connections;
     private long _refused;
     private long _malformedClosures;
@@ -67,6 +68,7 @@ public sealed class StreamPort : SwitchPort
 
     protected internal override void OnAttached()
     {
+        _write = Task.Run(WriteLoop);
         _run = _options.Role == StreamRole.Listen ? Task.Run(ListenLoop) : Task.Run(ConnectLoop);
     }
 
@@ -230,11 +232,9 @@ public sealed class StreamPort : SwitchPort
     /// <summary>Runs the claimed connection until it closes, fails, or sends a bad length; then closes it and frees the slot.</summary>
     private async Task Serve(Socket socket, CancellationToken ct)
     {
-        using var connection = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var writer = Task.Run(() => WriteLoop(socket, connection.Token), connection.Token);
         try
         {
-            await ReadLoop(socket, connection.Token).ConfigureAwait(false);
+            await ReadLoop(socket, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
         {
@@ -242,16 +242,8 @@ public sealed class StreamPort : SwitchPort
         finally
         {
             Interlocked.CompareExchange(ref _connection, null, socket);
-            connection.Cancel();
+            // Also ends a send the writer has blocked on this peer.
             socket.Dispose();
-            try
-            {
-                await writer.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            while (_queue.Reader.TryRead(out var stale)) stale.Return();
         }
     }
 
@@ -289,30 +281,44 @@ public sealed class StreamPort : SwitchPort
         }
     }
 
-    private async Task WriteLoop(Socket socket, CancellationToken ct)
+    /// <summary>
+    /// Sends queued frames to the peer connected at the time, for the whole life of the port; a frame
+    /// that finds no peer, or one whose send already failed, is dropped as <see cref="DropReason.LinkDown"/>.
+    /// </summary>
+    private async Task WriteLoop()
     {
         var reader = _queue.Reader;
-        while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+        Socket? failed = null;
+        // No token: waiting with a cancellable one makes the channel allocate a waiter each time the
+        // queue runs dry, about once a frame at ordinary rates. Stop completes the queue instead.
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
         {
             while (reader.TryRead(out var buffer))
             {
+                var socket = Volatile.Read(ref _connection);
                 try
                 {
+                    if (socket is null || socket == failed)
+                    {
+                        Counters.CountDrop(DropReason.LinkDown);
+                        continue;
+                    }
                     // The prefix goes in the headroom so frame and length leave in one send.
                     var start = buffer.Offset - StreamFraming.PrefixLength;
                     StreamFraming.WritePrefix(buffer.Data.AsSpan(start), buffer.Length);
                     var memory = buffer.Data.AsMemory(start, buffer.Length + StreamFraming.PrefixLength);
                     while (memory.Length > 0)
                     {
-                        var sent = await socket.SendAsync(memory, SocketFlags.None, ct).ConfigureAwait(false);
+                        var sent = await socket.SendAsync(memory, SocketFlags.None).ConfigureAwait(false);
                         memory = memory[sent..];
                     }
                 }
                 catch (Exception e) when (e is SocketException or ObjectDisposedException)
                 {
+                    // Closing it ends the connection's read loop, which frees the slot.
                     Counters.CountDrop(DropReason.TxError);
-                    socket.Dispose();
-                    return;
+                    failed = socket;
+                    socket!.Dispose();
                 }
                 finally
                 {
@@ -326,10 +332,13 @@ public sealed class StreamPort : SwitchPort
     {
         if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
+        // The writer drains what is queued and ends (see WriteLoop).
+        _queue.Writer.TryComplete();
         Volatile.Read(ref _connection)?.Dispose();
         try
         {
             _run?.Wait(TimeSpan.FromSeconds(5));
+            _write?.Wait(TimeSpan.FromSeconds(5));
         }
         catch (AggregateException)
         {
