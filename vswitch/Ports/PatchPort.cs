@@ -16,7 +16,6 @@ public sealed class PatchPort : SwitchPort
     private readonly PacketBufferPool _small = new(2048, 1024);
     private readonly PacketBufferPool _large = new(EtherTypes.MaxFrameLength, 16);
     private readonly Channel<PacketBuffer> _inbound = Channel.CreateBounded<PacketBuffer>(new BoundedChannelOptions(1024) { SingleReader = true });
-    private readonly CancellationTokenSource _stop = new();
     private Task? _pump;
 
     private PatchPort(string name) : base(name)
@@ -42,7 +41,8 @@ public sealed class PatchPort : SwitchPort
 
     protected internal override void OnDetached()
     {
-        _stop.Cancel();
+        // The pump hands what is queued to no bridge (Deliver drops it) and ends (see Pump).
+        _inbound.Writer.TryComplete();
         try
         {
             _pump?.Wait(TimeSpan.FromSeconds(5));
@@ -59,7 +59,12 @@ public sealed class PatchPort : SwitchPort
         if (peer.Bridge is null) return DropReason.LinkDown;
         var buffer = (frame.Length <= peer._small.BufferCapacity ? peer._small.Rent() : null) ?? peer._large.Rent();
         if (buffer is null) return DropReason.NoBuffer;
-        buffer.TrySet(frame, metadata);
+        // A GSO frame of the largest size with a tag pushed is more than the largest buffer holds.
+        if (!buffer.TrySet(frame, metadata))
+        {
+            buffer.Return();
+            return DropReason.TooBig;
+        }
         if (peer._inbound.Writer.TryWrite(buffer)) return DropReason.None;
         buffer.Return();
         return DropReason.QueueFull;
@@ -69,35 +74,30 @@ public sealed class PatchPort : SwitchPort
     {
         var batch = new PacketBuffer[BatchSize];
         var reader = _inbound.Reader;
-        var ct = _stop.Token;
-        try
+        // No token: waiting with a cancellable one makes the channel allocate a waiter each time the
+        // queue runs dry, about once a frame at ordinary rates. Detaching completes the queue instead.
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            var count = 0;
+            while (count < BatchSize && reader.TryRead(out var buffer)) batch[count++] = buffer;
+            try
             {
-                var count = 0;
-                while (count < BatchSize && reader.TryRead(out var buffer)) batch[count++] = buffer;
-                try
+                Deliver(batch.AsSpan(0, count));
+            }
+            finally
+            {
+                for (var i = 0; i < count; i++)
                 {
-                    Deliver(batch.AsSpan(0, count));
-                }
-                finally
-                {
-                    for (var i = 0; i < count; i++)
-                    {
-                        batch[i].Return();
-                        batch[i] = null!;
-                    }
+                    batch[i].Return();
+                    batch[i] = null!;
                 }
             }
-        }
-        catch (OperationCanceledException)
-        {
         }
     }
 
     public override void Dispose()
     {
         base.Dispose();
-        _stop.Cancel();
+        _inbound.Writer.TryComplete();
     }
 }

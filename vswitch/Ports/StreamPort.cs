@@ -44,8 +44,8 @@ public sealed class StreamPort : SwitchPort
     private readonly Channel<PacketBuffer> _queue;
     private readonly CancellationTokenSource _stop = new();
     private Socket? _connection;
-    private Socket? _listener;
     private Task? _run;
+    private Task? _write;
     private long _connections;
     private long _refused;
     private long _malformedClosures;
@@ -68,6 +68,7 @@ public sealed class StreamPort : SwitchPort
 
     protected internal override void OnAttached()
     {
+        _write = Task.Run(WriteLoop);
         _run = _options.Role == StreamRole.Listen ? Task.Run(ListenLoop) : Task.Run(ConnectLoop);
     }
 
@@ -79,55 +80,100 @@ public sealed class StreamPort : SwitchPort
         if (frame.Length > StreamFraming.MaxFrameLength) return DropReason.TooBig;
         var buffer = (frame.Length <= _small.BufferCapacity ? _small.Rent() : null) ?? _large.Rent();
         if (buffer is null) return DropReason.NoBuffer;
-        buffer.TrySet(frame, metadata);
+        if (!buffer.TrySet(frame, metadata))
+        {
+            buffer.Return();
+            return DropReason.TooBig;
+        }
         if (_queue.Writer.TryWrite(buffer)) return DropReason.None;
         buffer.Return();
         return DropReason.QueueFull;
     }
 
+    /// <summary>
+    /// Listens and serves until stopped. A listen that fails (the address is taken, say) is tried again
+    /// every <see cref="StreamPortOptions.ReconnectDelay"/>, as the connecting side redials, and said
+    /// once per run of failures.
+    /// </summary>
     private async Task ListenLoop()
     {
         var ct = _stop.Token;
-        try
+        var failing = false;
+        while (!ct.IsCancellationRequested)
         {
             Socket listener;
-            if (_options.Endpoint is UnixDomainSocketEndPoint unix)
+            try
             {
-                listener = ListeningSocket.Unix(unix.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
+                listener = Listen();
             }
-            else
+            catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
             {
-                listener = CreateSocket();
-                listener.Bind(_options.Endpoint);
-                listener.Listen(4);
+                if (!failing) Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {(e is SocketException s ? s.SocketErrorCode : e.Message)}; retrying every {_options.ReconnectDelay.TotalMilliseconds:0} ms");
+                failing = true;
+                try
+                {
+                    await Task.Delay(_options.ReconnectDelay, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
             }
-            _listener = listener;
-            await ListeningSocket.AcceptAsync(listener, peer => OnPeer(peer, ct), message => Log?.Invoke($"stream port {Name}: {message}"), ct).ConfigureAwait(false);
+            if (failing) Log?.Invoke($"stream port {Name}: listening on {_options.Endpoint}");
+            try
+            {
+                // Returns only when stopped: the listener is closed here and nowhere else.
+                await ListeningSocket.AcceptAsync(listener, peer => OnPeer(peer, ct), message => Log?.Invoke($"stream port {Name}: {message}"), ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                listener.Dispose();
+            }
         }
-        catch (OperationCanceledException)
+    }
+
+    private Socket Listen()
+    {
+        if (_options.Endpoint is UnixDomainSocketEndPoint unix)
+            return ListeningSocket.Unix(unix.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite, backlog: 4);
+        var listener = CreateSocket();
+        try
         {
+            listener.Bind(_options.Endpoint);
+            listener.Listen(4);
+            return listener;
         }
-        catch (ObjectDisposedException)
+        catch
         {
-        }
-        catch (SocketException e)
-        {
-            Log?.Invoke($"stream port {Name}: listen on {_options.Endpoint} failed: {e.SocketErrorCode}");
+            listener.Dispose();
+            throw;
         }
     }
 
     /// <summary>A connection to the listening port: served when it is from an allowed peer and none is served yet, else refused and counted.</summary>
     private void OnPeer(Socket peer, CancellationToken ct)
     {
-        if (!Allowed(peer, out var who) || Volatile.Read(ref _connection) is not null)
+        var allowed = Allowed(peer, out var who);
+        // The slot is taken here, before the next accept, so a peer right behind this one finds it taken.
+        if (allowed && TryClaim(peer))
         {
-            Interlocked.Increment(ref _refused);
-            Counters.CountDrop(DropReason.UnknownPeer);
-            Log?.Invoke($"stream port {Name}: refused {who}{(Volatile.Read(ref _connection) is not null ? " (already serving a peer)" : "")}");
-            peer.Dispose();
+            // No token for Task.Run: Serve must run even when stopping, as it is what closes the socket.
+            _ = Task.Run(() => Serve(peer, ct));
             return;
         }
-        _ = Task.Run(() => Serve(peer, ct), ct);
+        Interlocked.Increment(ref _refused);
+        Counters.CountDrop(DropReason.UnknownPeer);
+        Log?.Invoke($"stream port {Name}: refused {who}{(allowed ? " (already serving a peer)" : "")}");
+        peer.Dispose();
+    }
+
+    /// <summary>Makes <paramref name="socket"/> the port's one connection, unless it has one already.</summary>
+    private bool TryClaim(Socket socket)
+    {
+        if (Interlocked.CompareExchange(ref _connection, socket, null) is not null) return false;
+        Interlocked.Increment(ref _connections);
+        return true;
     }
 
     private async Task ConnectLoop()
@@ -139,6 +185,8 @@ public sealed class StreamPort : SwitchPort
             try
             {
                 await socket.ConnectAsync(_options.Endpoint, ct).ConfigureAwait(false);
+                // Always free: the one connection the port has ends before the next is dialled.
+                TryClaim(socket);
                 await Serve(socket, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
@@ -181,33 +229,21 @@ public sealed class StreamPort : SwitchPort
         return IPAddress.IsLoopback(address);
     }
 
-    /// <summary>Runs one connection until it closes, fails, or sends a bad length.</summary>
+    /// <summary>Runs the claimed connection until it closes, fails, or sends a bad length; then closes it and frees the slot.</summary>
     private async Task Serve(Socket socket, CancellationToken ct)
     {
-        using var connection = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        Interlocked.Increment(ref _connections);
-        Volatile.Write(ref _connection, socket);
-        var writer = Task.Run(() => WriteLoop(socket, connection.Token), connection.Token);
         try
         {
-            await ReadLoop(socket, connection.Token).ConfigureAwait(false);
+            await ReadLoop(socket, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
         {
         }
         finally
         {
-            Volatile.Write(ref _connection, null);
-            connection.Cancel();
+            Interlocked.CompareExchange(ref _connection, null, socket);
+            // Also ends a send the writer has blocked on this peer.
             socket.Dispose();
-            try
-            {
-                await writer.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            while (_queue.Reader.TryRead(out var stale)) stale.Return();
         }
     }
 
@@ -245,30 +281,44 @@ public sealed class StreamPort : SwitchPort
         }
     }
 
-    private async Task WriteLoop(Socket socket, CancellationToken ct)
+    /// <summary>
+    /// Sends queued frames to the peer connected at the time, for the whole life of the port; a frame
+    /// that finds no peer, or one whose send already failed, is dropped as <see cref="DropReason.LinkDown"/>.
+    /// </summary>
+    private async Task WriteLoop()
     {
         var reader = _queue.Reader;
-        while (await reader.WaitToReadAsync(ct).ConfigureAwait(false))
+        Socket? failed = null;
+        // No token: waiting with a cancellable one makes the channel allocate a waiter each time the
+        // queue runs dry, about once a frame at ordinary rates. Stop completes the queue instead.
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
         {
             while (reader.TryRead(out var buffer))
             {
+                var socket = Volatile.Read(ref _connection);
                 try
                 {
+                    if (socket is null || socket == failed)
+                    {
+                        Counters.CountDrop(DropReason.LinkDown);
+                        continue;
+                    }
                     // The prefix goes in the headroom so frame and length leave in one send.
                     var start = buffer.Offset - StreamFraming.PrefixLength;
                     StreamFraming.WritePrefix(buffer.Data.AsSpan(start), buffer.Length);
                     var memory = buffer.Data.AsMemory(start, buffer.Length + StreamFraming.PrefixLength);
                     while (memory.Length > 0)
                     {
-                        var sent = await socket.SendAsync(memory, SocketFlags.None, ct).ConfigureAwait(false);
+                        var sent = await socket.SendAsync(memory, SocketFlags.None).ConfigureAwait(false);
                         memory = memory[sent..];
                     }
                 }
                 catch (Exception e) when (e is SocketException or ObjectDisposedException)
                 {
+                    // Closing it ends the connection's read loop, which frees the slot.
                     Counters.CountDrop(DropReason.TxError);
-                    socket.Dispose();
-                    return;
+                    failed = socket;
+                    socket!.Dispose();
                 }
                 finally
                 {
@@ -282,11 +332,13 @@ public sealed class StreamPort : SwitchPort
     {
         if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
-        _listener?.Dispose();
+        // The writer drains what is queued and ends (see WriteLoop).
+        _queue.Writer.TryComplete();
         Volatile.Read(ref _connection)?.Dispose();
         try
         {
             _run?.Wait(TimeSpan.FromSeconds(5));
+            _write?.Wait(TimeSpan.FromSeconds(5));
         }
         catch (AggregateException)
         {

@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using XenIo.Net.Frames;
 using XenIo.VSwitch.Core;
+using XenIo.VSwitch.Interop;
 
 namespace XenIo.VSwitch.Ports;
 
@@ -35,8 +37,8 @@ public sealed record VxlanPortOptions(IPEndPoint Local, int Vni, IReadOnlyList<V
 /// counted (<see cref="DropReason.UnknownPeer"/>). It learns which remote each inner source MAC lives
 /// behind (<see cref="Learned"/>): a frame to a learned unicast MAC goes to that remote alone; broadcast,
 /// multicast and unknown unicast go to every remote (head-end replication). Frames are sent with
-/// don't-fragment set: VXLAN must not fragment, so the port's MTU (default 1450, as Linux) leaves room
-/// for the 50 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
+/// don't-fragment set: VXLAN must not fragment, so the port's MTU (by default 1450 over IPv4 and 1430
+/// over IPv6, as Linux) leaves room for the 50 or 70 bytes of outer headers. Tunnels are in the split-horizon group, so the bridge
 /// never forwards from one VXLAN port to another. Offloaded frames are segmented by the bridge first.
 /// </summary>
 public sealed class VxlanPort : SwitchPort
@@ -60,12 +62,60 @@ public sealed class VxlanPort : SwitchPort
         _remotes = options.Remotes.Select(r => r.EndPoint.Serialize()).ToArray();
         _vnis = options.Remotes.Select(r => r.Vni ?? options.Vni).ToArray();
         if (_vnis.Any(v => (uint)v > VxlanHeader.MaxVni)) throw new ArgumentOutOfRangeException(nameof(options), "a VNI has 24 bits");
-        _socket = options.BoundSocket ?? new Socket(options.Local.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        if (options.BoundSocket is null) _socket.Bind(options.Local);
-        if (_socket.AddressFamily == AddressFamily.InterNetwork) _socket.DontFragment = true;
-        _socket.Blocking = false;
         _learned = new VtepTable(options.LearningLimit, options.LearningAging, options.Time);
-        Mtu = 1450;
+        _socket = options.BoundSocket ?? Bind(options.Local);
+        try
+        {
+            ForbidFragmentation(_socket);
+            _socket.Blocking = false;
+        }
+        catch
+        {
+            if (options.BoundSocket is null) _socket.Dispose();
+            throw;
+        }
+        // A configured MTU is set after construction and replaces this default.
+        Mtu = _socket.AddressFamily == AddressFamily.InterNetworkV6 ? DefaultMtuIpv6 : DefaultMtuIpv4;
+    }
+
+    /// <summary>Linux's vxlan default over IPv4: 1500 less 50 bytes of outer headers (IPv4 20, UDP 8, VXLAN 8, Ethernet 14).</summary>
+    public const int DefaultMtuIpv4 = 1450;
+
+    /// <summary>Linux's vxlan default over IPv6, whose header is 20 bytes longer: 70 bytes of outer headers.</summary>
+    public const int DefaultMtuIpv6 = 1430;
+
+    private static Socket Bind(IPEndPoint local)
+    {
+        var socket = new Socket(local.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            socket.Bind(local);
+            return socket;
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"cannot bind {local}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// VTEPs must not fragment VXLAN packets (RFC 7348 section 4.3): one too large for the path is
+    /// refused with EMSGSIZE and counted as <see cref="DropReason.TooBig"/>. .NET's DontFragment is
+    /// IPv4 only, so IPv6 gets IPV6_DONTFRAG directly.
+    /// </summary>
+    private static void ForbidFragmentation(Socket socket)
+    {
+        if (socket.AddressFamily == AddressFamily.InterNetwork)
+        {
+            socket.DontFragment = true;
+        }
+        else if (socket.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            Span<byte> on = stackalloc byte[sizeof(int)];
+            MemoryMarshal.Write(on, 1);
+            socket.SetRawSocketOption(Libc.IPPROTO_IPV6, Libc.IPV6_DONTFRAG, on);
+        }
     }
 
     public override string Kind => "vxlan";
@@ -73,6 +123,7 @@ public sealed class VxlanPort : SwitchPort
     public VxlanPortOptions Options => _options;
     public int Vni => _options.Vni;
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
+    internal Socket UdpSocket => _socket;
 
     /// <summary>The MACs learned behind the remotes.</summary>
     public VtepTable Learned => _learned;

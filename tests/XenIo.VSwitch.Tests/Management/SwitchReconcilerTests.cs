@@ -117,6 +117,19 @@ public sealed class SwitchReconcilerTests : IDisposable
     }
 
     [Fact]
+    public void An_ipv6_vxlan_port_leaves_room_for_its_longer_outer_headers_unless_its_mtu_is_configured()
+    {
+        // Both bind [::1]:4789, one after the other.
+        var vxlan = new PortConfig("v6", "vxlan") { Options = new SortedDictionary<string, string> { ["local"] = "::1", ["vni"] = "7", ["remotes"] = "::1" } };
+        var bridge = new BridgeConfig("br0") { Mtu = 9000 };
+        Assert.Empty(_reconciler.Apply(Config(bridge with { Ports = new Dictionary<string, PortConfig> { ["v6"] = vxlan with { Mtu = 8950 } } })));
+        Assert.Equal(8950, _reconciler.FindBridge("br0")!.FindPort("v6")!.Mtu);
+        Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
+        Assert.Empty(_reconciler.Apply(Config(bridge with { Ports = new Dictionary<string, PortConfig> { ["v6"] = vxlan } })));
+        Assert.Equal(1430, _reconciler.FindBridge("br0")!.FindPort("v6")!.Mtu);
+    }
+
+    [Fact]
     public void PatchPortsJoinTwoBridgesAndLeaveTogether()
     {
         var a = new PortConfig("pa", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br1/pb" } };

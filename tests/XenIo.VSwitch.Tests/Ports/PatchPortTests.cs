@@ -1,3 +1,4 @@
+using XenIo.Net.Frames;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Ports;
 using XenIo.VSwitch.Tests.Core;
@@ -52,6 +53,31 @@ public class PatchPortTests
         h1.Inject(f);
         Assert.Equal(f, h2.Next());
         Assert.False(h3.Sent.TryTake(out _, TimeSpan.FromMilliseconds(200)));
+        a.Dispose();
+        b.Dispose();
+    }
+
+    [Fact]
+    public void A_frame_larger_than_the_patch_buffers_is_too_big_and_never_reaches_the_peer_bridge()
+    {
+        var br1 = new Bridge("br1");
+        var br2 = new Bridge("br2");
+        var h2 = new QueuePort("h2");
+        var (a, b) = PatchPort.CreatePair("pa", "pb");
+        br1.AddPort(a);
+        br2.AddPort(b);
+        br2.AddPort(h2);
+
+        // A GSO frame at the largest size plus a pushed 802.1Q tag: one byte more than the largest buffer.
+        var oversized = Frame.Build(Frame.Broadcast, Frame.Mac(1), payload: EtherTypes.MaxFrameLength + 1 - EtherTypes.EthernetHeaderLength);
+        Assert.Equal(DropReason.TooBig, a.Transmit(oversized, FrameMetadata.Plain(oversized.Length)));
+
+        // The queue is in order: the marker is the first thing the peer bridge gets.
+        var marker = Frame.Build(Frame.Broadcast, Frame.Mac(2));
+        Assert.Equal(DropReason.None, a.Transmit(marker, FrameMetadata.Plain(marker.Length)));
+        Assert.Equal(marker, h2.Next());
+        Assert.Equal(1, b.Counters.RxPackets);
+        Assert.Equal(0, b.Counters.TotalDrops);
         a.Dispose();
         b.Dispose();
     }

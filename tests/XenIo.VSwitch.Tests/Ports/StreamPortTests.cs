@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using XenIo.VSwitch.Core;
@@ -32,7 +33,7 @@ public sealed class StreamPortTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static byte[] Prefixed(params byte[][] frames)
+    internal static byte[] Prefixed(params byte[][] frames)
     {
         var output = new List<byte>();
         foreach (var f in frames)
@@ -45,13 +46,13 @@ public sealed class StreamPortTests : IDisposable
         return [.. output];
     }
 
-    private static byte[] ReadFrame(Socket socket)
+    internal static byte[] ReadFrame(Socket socket)
     {
         var prefix = ReadExactly(socket, 4);
         return ReadExactly(socket, (int)BinaryPrimitives.ReadUInt32BigEndian(prefix));
     }
 
-    private static byte[] ReadExactly(Socket socket, int n)
+    internal static byte[] ReadExactly(Socket socket, int n)
     {
         var buffer = new byte[n];
         var got = 0;
@@ -64,7 +65,7 @@ public sealed class StreamPortTests : IDisposable
         return buffer;
     }
 
-    private static Socket ConnectUnix(string path)
+    internal static Socket ConnectUnix(string path)
     {
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000 };
         QueuePort.WaitUntil(() => File.Exists(path));
@@ -129,6 +130,46 @@ public sealed class StreamPortTests : IDisposable
     }
 
     [Fact]
+    public void Of_two_peers_connecting_back_to_back_one_is_served_and_the_other_refused_without_disturbing_it()
+    {
+        var path = Path.Combine(_dir, "race.sock");
+        var bridge = new Bridge("br0");
+        var local = new QueuePort("local");
+        using var stream = new StreamPort("qemu0", new StreamPortOptions(new UnixDomainSocketEndPoint(path), StreamRole.Listen));
+        bridge.AddPort(local);
+        bridge.AddPort(stream);
+        using var one = ConnectUnix(path);
+        using var two = ConnectUnix(path);
+
+        // The refused peer is closed by the port, so it is the one that turns readable (end of stream).
+        var ready = new List<Socket> { one, two };
+        Socket.Select(ready, null, null, 10_000_000);
+        var refused = Assert.Single(ready);
+        var served = refused == one ? two : one;
+        Assert.Equal(0, refused.Receive(new byte[1]));
+        Assert.Equal(1, stream.Refused);
+        Assert.Equal(1, stream.Counters.Drops(DropReason.UnknownPeer));
+        Assert.Equal(1, stream.Connections);
+        refused.Dispose();
+
+        // The served peer still has the port to itself, both ways.
+        var fromPeer = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        served.Send(Prefixed(fromPeer));
+        Assert.Equal(fromPeer, local.Next());
+        var toPeer = Frame.Build(Frame.Mac(1), Frame.Mac(2));
+        local.Inject(toPeer);
+        Assert.Equal(toPeer, ReadFrame(served));
+        Assert.True(stream.Connected);
+        Assert.Equal(0, stream.Counters.Drops(DropReason.LinkDown));
+
+        // And a third is refused as the second was.
+        using var three = ConnectUnix(path);
+        Assert.Equal(0, three.Receive(new byte[1]));
+        Assert.Equal(2, stream.Refused);
+        Assert.True(stream.Connected);
+    }
+
+    [Fact]
     public void Tcp_peers_not_configured_are_refused_and_counted()
     {
         var bridge = new Bridge("br0");
@@ -143,6 +184,44 @@ public sealed class StreamPortTests : IDisposable
         Assert.Equal(0, client.Receive(new byte[1]));
         Assert.Equal(1, stream.Counters.Drops(DropReason.UnknownPeer));
         Assert.False(stream.Connected);
+    }
+
+    internal static Socket TakenTcpAddress()
+    {
+        var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen(1);
+        return taken;
+    }
+
+    [Fact]
+    public void A_listen_that_fails_is_retried_with_one_log_line_until_the_address_is_free()
+    {
+        var taken = TakenTcpAddress();
+        var endpoint = (IPEndPoint)taken.LocalEndPoint!;
+        var log = new ConcurrentQueue<string>();
+        var bridge = new Bridge("br0");
+        var local = new QueuePort("local");
+        using var stream = new StreamPort("qemu0", new StreamPortOptions(endpoint, StreamRole.Listen) { ReconnectDelay = TimeSpan.FromMilliseconds(20) });
+        stream.Log += log.Enqueue;
+        bridge.AddPort(local);
+        bridge.AddPort(stream);
+        QueuePort.WaitUntil(() => !log.IsEmpty);
+        Thread.Sleep(300); // several retries' worth
+        var failure = Assert.Single(log);
+        Assert.Contains("AddressAlreadyInUse", failure);
+
+        taken.Dispose();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 10_000 };
+        QueuePort.WaitUntil(() => { try { client.Connect(endpoint); return true; } catch (SocketException) { return false; } });
+        QueuePort.WaitUntil(() => stream.Connected);
+        var fromPeer = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        client.Send(Prefixed(fromPeer));
+        Assert.Equal(fromPeer, local.Next());
+        var toPeer = Frame.Build(Frame.Mac(1), Frame.Mac(2));
+        local.Inject(toPeer);
+        Assert.Equal(toPeer, ReadFrame(client));
+        Assert.Equal(2, log.Count); // the failure, then that it listens
     }
 
     [Fact]
@@ -179,5 +258,26 @@ public sealed class StreamPortTests : IDisposable
         bridge.AddPort(stream);
         local.Inject(Frame.Build(Frame.Broadcast, Frame.Mac(1)));
         Assert.Equal(1, stream.Counters.Drops(DropReason.LinkDown));
+    }
+}
+
+[Collection(ProcessWide.Name)]
+public class StreamPortDescriptorTests
+{
+    [Fact]
+    public void A_listen_that_fails_leaks_no_descriptor()
+    {
+        using var taken = StreamPortTests.TakenTcpAddress();
+        var endpoint = (IPEndPoint)taken.LocalEndPoint!;
+        var left = ProcessWide.DescriptorsLeftBy(20, () =>
+        {
+            using var failed = new ManualResetEventSlim();
+            var bridge = new Bridge("br0");
+            using var stream = new StreamPort("qemu0", new StreamPortOptions(endpoint, StreamRole.Listen) { ReconnectDelay = TimeSpan.FromMilliseconds(10) });
+            stream.Log += _ => failed.Set();
+            bridge.AddPort(stream);
+            Assert.True(failed.Wait(TimeSpan.FromSeconds(10)), "the listen did not fail");
+        });
+        Assert.Equal(0, left);
     }
 }

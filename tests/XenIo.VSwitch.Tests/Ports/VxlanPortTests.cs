@@ -27,6 +27,13 @@ public class VxlanPortTests
         return s;
     }
 
+    internal static Socket Udp6()
+    {
+        var s = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 10_000 };
+        s.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        return s;
+    }
+
     internal static byte[] Packet(int vni, byte[] frame, byte flags = 0x08)
     {
         var p = new byte[8 + frame.Length];
@@ -93,5 +100,43 @@ public class VxlanPortTests
         r2.SendTo(Packet(200, good), vxlan.LocalEndPoint);
         Assert.Equal(good, local.Next());
         Assert.Equal(1, vxlan.Counters.Drops(DropReason.UnknownPeer));
+    }
+
+    [Fact]
+    public void Over_ipv6_the_mtu_leaves_room_for_70_bytes_of_outer_headers_and_datagrams_are_not_fragmented()
+    {
+        using var remote = Udp6();
+        var bridge = new Bridge("br0");
+        var local = new QueuePort("local");
+        using var vxlan = new VxlanPort("vx6", new VxlanPortOptions(new IPEndPoint(IPAddress.IPv6Loopback, 0), 42, [(IPEndPoint)remote.LocalEndPoint!]));
+        bridge.AddPort(local);
+        bridge.AddPort(vxlan);
+        Assert.Equal(1430, vxlan.Mtu); // as Linux's vxlan over IPv6: 1500 - 40 - 8 - 8 - 14
+        var option = new byte[sizeof(int)];
+        Assert.Equal(sizeof(int), vxlan.UdpSocket.GetRawSocketOption(41, 62, option)); // IPPROTO_IPV6, IPV6_DONTFRAG
+        Assert.Equal(1, BitConverter.ToInt32(option));
+
+        var outbound = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        local.Inject(outbound);
+        var received = new byte[2000];
+        Assert.Equal(Packet(42, outbound), received[..remote.Receive(received)]);
+    }
+}
+
+[Collection(ProcessWide.Name)]
+public class VxlanPortDescriptorTests
+{
+    [Fact]
+    public void A_vxlan_port_whose_bind_fails_says_where_and_leaks_no_descriptor()
+    {
+        using var taken = VxlanPortTests.Udp("127.0.0.1");
+        var local = (IPEndPoint)taken.LocalEndPoint!;
+        var options = new VxlanPortOptions(local, 42, [new IPEndPoint(IPAddress.Loopback, VxlanHeader.DefaultPort)]);
+        var left = ProcessWide.DescriptorsLeftBy(20, () =>
+        {
+            var e = Assert.Throws<IOException>(() => new VxlanPort("vx0", options));
+            Assert.Contains(local.ToString(), e.Message);
+        });
+        Assert.Equal(0, left);
     }
 }
