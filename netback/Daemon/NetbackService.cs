@@ -64,15 +64,18 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
         await using var server = new UnixHttpServer(apiPath, api.HandleAsync, m => logger.LogWarning("{Message}", m));
         logger.LogInformation("netback serving {Socket}, watching {Root} on {Xenstored}", apiPath, SwitchConfigMapping.Root, xsSocket);
 
+        // Stopped by its own token: when the watch loop below fails, the failure must end the daemon, not
+        // wait here for a host stop that nobody requests.
+        using var stopHousekeeping = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         using var timer = new PeriodicTimer(_options.HousekeepingInterval);
         var housekeeping = Task.Run(async () =>
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            while (await timer.WaitForNextTickAsync(stopHousekeeping.Token).ConfigureAwait(false))
             {
                 foreach (var bridge in reconciler.Bridges.Values) bridge.Housekeeping();
                 reconciler.FlushMirrors();
             }
-        }, stoppingToken);
+        }, stopHousekeeping.Token);
 
         using var stopVifs = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var vifTask = Task.Run(() => vifs.RunAsync(stopVifs.Token), stopVifs.Token);
@@ -97,6 +100,7 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
             try { await vifTask.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
             catch (Exception e) when (e is IOException or XenIo.Hypervisor.Store.Client.XenstoreException) { logger.LogWarning("vif backends: {Message}", e.Message); }
+            await stopHousekeeping.CancelAsync().ConfigureAwait(false);
             try { await housekeeping.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
         }
