@@ -93,8 +93,11 @@ public sealed record PortVlan(VlanMode Mode, ushort Tag, VlanSet Trunks)
     public static PortVlan NativeTagged(ushort native, VlanSet allowed) => new(VlanMode.NativeTagged, Check(native), allowed);
     public static PortVlan NativeUntagged(ushort native, VlanSet allowed) => new(VlanMode.NativeUntagged, Check(native), allowed);
 
+    /// <summary>The access or native VLAN of a port: 0 is the untagged network of plain trunks, 4095 reserved.</summary>
+    public const ushort MinTag = 1, MaxTag = 4094;
+
     private static ushort Check(ushort tag) =>
-        tag is >= 1 and <= 4094 ? tag : throw new ArgumentOutOfRangeException(nameof(tag), tag, "VLAN tags are 1..4094");
+        tag is >= MinTag and <= MaxTag ? tag : throw new ArgumentOutOfRangeException(nameof(tag), $"VLAN tag {tag} is invalid; valid: {MinTag}-{MaxTag}");
 
     /// <summary>
     /// The VLAN a frame arriving on this port belongs to, or -1 to drop it. <paramref name="vid"/> is

@@ -224,7 +224,8 @@ public static class SwitchConfigMapping
                     else errors.Add(new ConfigError(full, value, $"valid: {string.Join('|', VlanModes)}"));
                     break;
                 case "tag":
-                    if (Number(full, value, 0, 4094, errors) is { } tag) port = port with { Tag = (ushort)tag };
+                    // The same range PortVlan takes: a tag it refused would leave the port unconfigured in netback.
+                    if (Number(full, value, PortVlan.MinTag, PortVlan.MaxTag, errors) is { } tag) port = port with { Tag = (ushort)tag };
                     break;
                 case "trunks":
                     try
@@ -253,7 +254,7 @@ public static class SwitchConfigMapping
             }
         }
         if (port.VlanMode != VlanMode.Trunk && !keys.ContainsKey("tag"))
-            errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: 0-4094"));
+            errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: {PortVlan.MinTag}-{PortVlan.MaxTag}"));
         if (errors.Count > before) return null;
         return port with { Options = options, Ingress = ingress, Egress = egress };
     }

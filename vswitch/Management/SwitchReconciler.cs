@@ -97,7 +97,18 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         {
             if (live.Ports.TryGetValue(wanted.Name, out var existing))
             {
-                Configure(existing.Port, wanted, want, errors, live);
+                try
+                {
+                    Configure(existing.Port, wanted, want, existing.Config);
+                    live.Ports[wanted.Name] = (existing.Port, wanted);
+                }
+                catch (Exception e)
+                {
+                    // Fail closed: a port that cannot have its settings (its VLANs above all) does not stay with
+                    // others; it is tried again, and reported again, on every apply until its config is fixed.
+                    RemovePort(live, wanted.Name);
+                    errors.Add($"port {want.Name}/{wanted.Name}: {e.Message}");
+                }
                 continue;
             }
             if (wanted.Kind == "patch") continue;
@@ -105,7 +116,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             try
             {
                 port = factory.Create(wanted);
-                Configure(port, wanted, want, errors, live);
+                Configure(port, wanted, want, old: null);
                 live.Bridge.AddPort(port);
                 live.Ports[wanted.Name] = (port, wanted);
                 Log($"port {want.Name}/{wanted.Name} ({wanted.Kind}) added");
@@ -133,8 +144,8 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             var peerLive = _bridges[peerBridge];
             if (peerLive.Ports.ContainsKey(peerPort)) RemovePort(peerLive, peerPort);
             var (a, b) = PatchPort.CreatePair(port.Name, peerPort);
-            Configure(a, port, want, errors, live);
-            Configure(b, peerConfig, peerWant, errors, peerLive);
+            Configure(a, port, want, old: null);
+            Configure(b, peerConfig, peerWant, old: null);
             live.Bridge.AddPort(a);
             live.Ports[port.Name] = (a, port);
             peerLive.Bridge.AddPort(b);
@@ -147,33 +158,26 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         }
     }
 
-    private static void Configure(SwitchPort port, PortConfig config, BridgeConfig bridge, List<string> errors, LiveBridge live)
+    /// <summary>
+    /// Gives a port the VLAN, MTU, admin state and limits of <paramref name="config"/>. Every value is built
+    /// before any is set, so a bad one throws with the port as it was; the caller then leaves it detached.
+    /// </summary>
+    /// <param name="old">The settings the live port has now; null for a port not attached yet.</param>
+    private static void Configure(SwitchPort port, PortConfig config, BridgeConfig bridge, PortConfig? old)
     {
-        try
-        {
-            var existing = live.Ports.TryGetValue(config.Name, out var old) && old.Port == port;
-            // Setting a VLAN flushes the port's FDB entries, so only a real change does it.
-            if (!existing || old.Config.VlanMode != config.VlanMode || old.Config.Tag != config.Tag || old.Config.Trunks != config.Trunks)
-                port.Vlan = config.BuildVlan();
-            if (config.Mtu is { } mtu) port.Mtu = mtu;
-            else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
-            port.AdminUp = config.AdminUp;
-            if (existing)
-            {
-                if (old.Config.Ingress != config.Ingress) port.IngressLimit = config.Ingress.Build();
-                if (old.Config.Egress != config.Egress) port.EgressLimit = config.Egress.Build();
-                live.Ports[config.Name] = (port, config);
-            }
-            else
-            {
-                port.IngressLimit = config.Ingress.Build();
-                port.EgressLimit = config.Egress.Build();
-            }
-        }
-        catch (Exception e)
-        {
-            errors.Add($"port {bridge.Name}/{config.Name}: {e.Message}");
-        }
+        // Setting a VLAN flushes the port's FDB entries, so only a real change does it.
+        var vlan = old is null || old.VlanMode != config.VlanMode || old.Tag != config.Tag || old.Trunks != config.Trunks
+            ? config.BuildVlan()
+            : null;
+        var ingress = old is null || old.Ingress != config.Ingress ? config.Ingress.Build() : port.IngressLimit;
+        var egress = old is null || old.Egress != config.Egress ? config.Egress.Build() : port.EgressLimit;
+        // The MTU setter checks its range; it goes first so that a refusal changes nothing else.
+        if (config.Mtu is { } mtu) port.Mtu = mtu;
+        else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
+        if (vlan is not null) port.Vlan = vlan;
+        port.AdminUp = config.AdminUp;
+        if (!ReferenceEquals(port.IngressLimit, ingress)) port.IngressLimit = ingress;
+        if (!ReferenceEquals(port.EgressLimit, egress)) port.EgressLimit = egress;
     }
 
     private void ReconcileMirrors(LiveBridge live, BridgeConfig want, List<string> errors)

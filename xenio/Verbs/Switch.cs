@@ -104,7 +104,7 @@ internal static partial class SwitchVerb
         var kind = new Option<string>("--kind") { Description = "tap|internal|uplink|stream|vxlan|patch", Required = !set };
         var options = new Option<string[]>("--option", "-o") { Description = "kind option k=v (repeatable; k= removes it with set-port)", AllowMultipleArgumentsPerToken = false };
         var vlanMode = new Option<string>("--vlan-mode") { Description = "access|trunk|native-tagged|native-untagged" };
-        var tag = new Option<int?>("--tag") { Description = "access VLAN or native VLAN (0-4094)" };
+        var tag = new Option<int?>("--tag") { Description = $"access VLAN or native VLAN ({VSwitch.Core.PortVlan.MinTag}-{VSwitch.Core.PortVlan.MaxTag})" };
         var trunks = new Option<string>("--trunks") { Description = "allowed VLANs, e.g. 10,20,100-199 (all when absent)" };
         var mtu = new Option<int?>("--mtu") { Description = "port MTU (default: the bridge's)" };
         var admin = new Option<string>("--admin") { Description = "up|down" };

@@ -77,6 +77,36 @@ public sealed class SwitchReconcilerTests : IDisposable
     }
 
     [Fact]
+    public void APortWhoseSettingsCannotBeAppliedIsNotAttachedAndItsErrorStays()
+    {
+        // Tag 0 passes no mapping any more, but a config that reaches the reconciler with one must not attach
+        // the port as an all-VLAN trunk without its admin state and limits (VLAN isolation fails open).
+        var bad = Stream("s1") with { VlanMode = VlanMode.Access, Tag = 0, AdminUp = false, Ingress = new RateConfig(1000, 0, 0, 0) };
+        var config = Config(Bridge("br0", bad, Stream("s2")));
+        var br0 = (Func<Bridge>)(() => _reconciler.FindBridge("br0")!);
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var errors = _reconciler.Apply(config);
+            var error = Assert.Single(errors);
+            Assert.Contains("br0/s1", error);
+            Assert.Contains("VLAN tag 0", error);
+            Assert.Contains("1-4094", error);
+            Assert.Equal(errors, _reconciler.Errors);
+            Assert.Null(br0().FindPort("s1"));
+            Assert.NotNull(br0().FindPort("s2"));
+        }
+
+        // Fixed, the port comes up with every setting; a live port given a bad VLAN leaves its bridge.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", bad with { Tag = 10 }, Stream("s2")))));
+        var s1 = br0().FindPort("s1")!;
+        Assert.Equal((VlanMode.Access, (ushort)10, false, 1000L), (s1.Vlan.Mode, s1.Vlan.Tag, s1.AdminUp, s1.IngressLimit!.Bytes!.Size));
+        Assert.Contains(_reconciler.Apply(config), e => e.Contains("br0/s1"));
+        Assert.Null(br0().FindPort("s1"));
+        Assert.Null(s1.Bridge);
+        Assert.Contains(_reconciler.Apply(config), e => e.Contains("br0/s1"));
+    }
+
+    [Fact]
     public void VxlanLearningOptionsAreAppliedAndCheckedLikeLinuxs()
     {
         static PortConfig Vxlan(string name, string ageing, string maxaddress) => new(name, "vxlan")

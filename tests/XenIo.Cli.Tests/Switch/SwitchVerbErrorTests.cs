@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using XenIo.Hypervisor.Store;
+using XenIo.Hypervisor.Store.Client;
+using XenIo.Hypervisor.Store.Transports;
+using Xunit;
+
+namespace XenIo.Cli.Tests.Switch;
+
+/// <summary>
+/// What <c>xenio switch …</c> refuses before netback ever sees it: the verbs run as <c>xenio</c> does (their
+/// own process) against an in-process xenstored in a temporary run directory; no netback runs.
+/// </summary>
+public sealed class SwitchVerbErrorTests : IAsyncDisposable
+{
+    private readonly string _run = Directory.CreateTempSubdirectory("xenio-swverb-").FullName;
+    private readonly Xenstored _xenstored = new();
+    private readonly XenstoreSocketListener _listener;
+
+    public SwitchVerbErrorTests() => _listener = new XenstoreSocketListener(_xenstored, XenstoreSocketListener.PathUnder(_run));
+
+    public async ValueTask DisposeAsync()
+    {
+        await _listener.DisposeAsync();
+        _xenstored.Dispose();
+        Directory.Delete(_run, true);
+    }
+
+    private static string XenioDll => Path.Combine(AppContext.BaseDirectory, "xenio.dll");
+
+    private (int Code, string Out, string Err) Xenio(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(XenioDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add("--run-dir");
+        psi.ArgumentList.Add(_run);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    private void Ok(params string[] args)
+    {
+        var (code, _, err) = Xenio(args);
+        Assert.True(code == 0, $"xenio {string.Join(' ', args)} exited {code}: {err}");
+    }
+
+    private async Task<string?> ReadAsync(string path)
+    {
+        await using var xs = await XenstoreClient.ConnectAsync(_listener.SocketPath);
+        return await xs.TryReadAsync(path);
+    }
+
+    [Theory]
+    [InlineData("access", "0")]
+    [InlineData("native-untagged", "0")]
+    [InlineData("access", "4095")]
+    public async Task A_tag_outside_1_to_4094_is_refused_naming_the_key_the_value_and_the_range(string mode, string tag)
+    {
+        Ok("switch", "add-br", "br0");
+        var (code, _, err) = Xenio("switch", "add-port", "br0", "t0", "--kind", "tap", "--vlan-mode", mode, "--tag", tag);
+        Assert.Equal(1, code);
+        Assert.Contains($"/xenio/switch/br0/port/t0/tag = '{tag}'", err);
+        Assert.Contains("1-4094", err);
+        Assert.DoesNotContain("Unhandled", err);
+        Assert.Null(await ReadAsync("/xenio/switch/br0/port/t0/kind"));
+    }
+
+    [Fact]
+    public void The_help_gives_the_tag_range_netback_takes()
+    {
+        var (code, help, _) = Xenio("switch", "add-port", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("(1-4094)", help);
+        Assert.DoesNotContain("0-4094", help);
+    }
+}
