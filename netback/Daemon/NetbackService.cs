@@ -32,8 +32,9 @@ public sealed class NetbackOptions
 
 /// <summary>
 /// The netback daemon's switch half: connects to xenstored, seeds the default bridge when nothing is
-/// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB on a timer and
-/// serves the HTTP API. Failures at start set <see cref="Environment.ExitCode"/> and stop the host.
+/// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB and retries
+/// failed ports on a timer, and serves the HTTP API. A failure (at start, or xenstored going away) sets
+/// <see cref="Environment.ExitCode"/> and stops the host.
 /// </summary>
 public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<NetbackService> logger, IHostApplicationLifetime lifetime)
     : BackendDaemon("netback", logger, lifetime)
@@ -74,6 +75,8 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
             {
                 foreach (var bridge in reconciler.Bridges.Values) bridge.Housekeeping();
                 reconciler.FlushMirrors();
+                // A port that failed (its TAP still held elsewhere) is tried again without waiting for a config change.
+                reconciler.RetryFailed();
             }
         }, stopHousekeeping.Token);
 

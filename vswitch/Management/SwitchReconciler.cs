@@ -9,7 +9,8 @@ namespace XenIo.VSwitch.Management;
 /// and ports at runtime, re-creates a port whose kind or options changed, and changes VLAN, MTU, rate
 /// limits and admin state in place (the port keeps its TAP, socket and counters). A bridge whose FDB
 /// limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
-/// options) are reported per port and leave the rest applied; nothing throws out of <see cref="Apply"/>.
+/// options) are reported per port and leave the rest applied; a port that fails is left detached and
+/// tried again by <see cref="RetryFailed"/>. Nothing throws out of <see cref="Apply"/>.
 /// </summary>
 public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = null) : IDisposable
 {
@@ -24,6 +25,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
     private readonly Lock _gate = new();
     private readonly Dictionary<string, LiveBridge> _bridges = [];
     private IReadOnlyList<string> _errors = [];
+    private SwitchConfig? _desired;
 
     /// <summary>The live bridges by name (a snapshot).</summary>
     public IReadOnlyDictionary<string, Bridge> Bridges
@@ -55,44 +57,74 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
 
     public IReadOnlyList<string> Apply(SwitchConfig desired)
     {
-        var errors = new List<string>();
-        lock (_gate)
-        {
-            foreach (var name in _bridges.Keys.ToArray())
-                if (!desired.Bridges.TryGetValue(name, out var want) || want.FdbLimit != _bridges[name].Config.FdbLimit)
-                    RemoveBridge(name);
+        lock (_gate) return ApplyLocked(desired);
+    }
 
-            foreach (var want in desired.Bridges.Values)
-            {
-                if (!_bridges.TryGetValue(want.Name, out var live))
-                {
-                    live = new LiveBridge(new Bridge(want.Name, want.FdbLimit, TimeSpan.FromSeconds(want.FdbAgingSeconds)), want);
-                    _bridges[want.Name] = live;
-                    Log($"bridge {want.Name} added");
-                }
-                live.Config = want;
-                live.Bridge.Fdb.Aging = TimeSpan.FromSeconds(want.FdbAgingSeconds);
-                ReconcilePorts(live, want, errors);
-            }
-            // Patch ports last: both ends' bridges exist by now.
-            foreach (var want in desired.Bridges.Values)
-                foreach (var port in want.Ports.Values.Where(p => p.Kind == "patch"))
-                    AddPatch(desired, want, port, errors);
-            foreach (var want in desired.Bridges.Values) ReconcileMirrors(_bridges[want.Name], want, errors);
+    /// <summary>
+    /// Applies the last configuration again if the last apply left errors (a TAP another bridge held, a
+    /// socket in use), so a port that failed comes up once what stood in its way is gone, not at the next
+    /// unrelated change. netback calls it on its housekeeping tick. Returns the errors left.
+    /// </summary>
+    public IReadOnlyList<string> RetryFailed()
+    {
+        lock (_gate) return _desired is not null && _errors.Count > 0 ? ApplyLocked(_desired) : _errors;
+    }
+
+    private List<string> ApplyLocked(SwitchConfig desired)
+    {
+        var errors = new List<string>();
+        _desired = desired;
+        // Every removal before any addition, across bridges: a port moving from one bridge to another
+        // (a TAP, a bound socket) is released by the old one before the new one opens it.
+        foreach (var name in _bridges.Keys.ToArray())
+            if (!desired.Bridges.TryGetValue(name, out var want) || want.FdbLimit != _bridges[name].Config.FdbLimit)
+                RemoveBridge(name);
+        foreach (var want in desired.Bridges.Values)
+        {
+            if (!_bridges.TryGetValue(want.Name, out var live)) continue;
+            RemoveUnwantedPorts(live, want);
+            RemoveUnwantedMirrors(live, want);
         }
+
+        foreach (var want in desired.Bridges.Values)
+        {
+            if (!_bridges.TryGetValue(want.Name, out var live))
+            {
+                live = new LiveBridge(new Bridge(want.Name, want.FdbLimit, TimeSpan.FromSeconds(want.FdbAgingSeconds)), want);
+                _bridges[want.Name] = live;
+                Log($"bridge {want.Name} added");
+            }
+            live.Config = want;
+            live.Bridge.Fdb.Aging = TimeSpan.FromSeconds(want.FdbAgingSeconds);
+            AddAndConfigurePorts(live, want, errors);
+        }
+        // Patch ports last: both ends' bridges exist by now.
+        foreach (var want in desired.Bridges.Values)
+            foreach (var port in want.Ports.Values.Where(p => p.Kind == "patch"))
+                AddPatch(desired, want, port, errors);
+        foreach (var want in desired.Bridges.Values) AddMirrors(_bridges[want.Name], want, errors);
+
+        // An error that stays is said once (a retry every tick must not flood the log); /errors keeps it.
+        var before = _errors.ToHashSet(StringComparer.Ordinal);
         Volatile.Write(ref _errors, errors);
-        foreach (var e in errors) Log(e);
+        foreach (var e in errors)
+            if (!before.Contains(e)) Log(e);
         return errors;
     }
 
-    private void ReconcilePorts(LiveBridge live, BridgeConfig want, List<string> errors)
+    private void RemoveUnwantedPorts(LiveBridge live, BridgeConfig want)
     {
         foreach (var (name, (port, config)) in live.Ports.ToArray())
         {
+            if (!live.Ports.ContainsKey(name)) continue; // the peer of a patch port removed just before
             if (want.Ports.TryGetValue(name, out var wanted) && wanted.SameIdentity(config)
                 && (port is not PatchPort pp || pp.Peer.Bridge is not null)) continue;
             RemovePort(live, name);
         }
+    }
+
+    private void AddAndConfigurePorts(LiveBridge live, BridgeConfig want, List<string> errors)
+    {
         foreach (var wanted in want.Ports.Values)
         {
             if (live.Ports.TryGetValue(wanted.Name, out var existing))
@@ -180,7 +212,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         if (!ReferenceEquals(port.EgressLimit, egress)) port.EgressLimit = egress;
     }
 
-    private void ReconcileMirrors(LiveBridge live, BridgeConfig want, List<string> errors)
+    private static void RemoveUnwantedMirrors(LiveBridge live, BridgeConfig want)
     {
         foreach (var (name, (mirror, config)) in live.Mirrors.ToArray())
         {
@@ -188,6 +220,10 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             mirror.Dispose();
             live.Mirrors.Remove(name);
         }
+    }
+
+    private static void AddMirrors(LiveBridge live, BridgeConfig want, List<string> errors)
+    {
         foreach (var wanted in want.Mirrors.Values)
         {
             if (live.Mirrors.ContainsKey(wanted.Name)) continue;

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using XenIo.Net.Tap;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
@@ -104,6 +106,64 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Null(br0().FindPort("s1"));
         Assert.Null(s1.Bridge);
         Assert.Contains(_reconciler.Apply(config), e => e.Contains("br0/s1"));
+    }
+
+    private static PortConfig Vxlan(string name, int localPort) => new(name, "vxlan")
+    {
+        Options = new SortedDictionary<string, string> { ["local"] = $"127.0.0.1:{localPort}", ["vni"] = "7", ["remotes"] = "127.0.0.2" },
+    };
+
+    /// <summary>A UDP port on 127.0.0.1 and the socket holding it (the test's stand-in for a device another owner holds).</summary>
+    private static Socket HoldUdpPort(out int port)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+        return socket;
+    }
+
+    [Fact]
+    public void APortMovingBetweenBridgesIsReleasedByTheOldOneBeforeTheNewOneOpensIt()
+    {
+        // The port's own socket is what the move needs released (as a TAP would be): br0 comes first in
+        // the config, so adding before removing found it busy and left the port on no bridge.
+        HoldUdpPort(out var udp).Dispose();
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0"), Bridge("br1", Vxlan("v1", udp)))));
+        var old = _reconciler.FindBridge("br1")!.FindPort("v1");
+        Assert.NotNull(old);
+
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan("v1", udp)), Bridge("br1"))));
+        Assert.IsType<VxlanPort>(_reconciler.FindBridge("br0")!.FindPort("v1"));
+        Assert.Null(_reconciler.FindBridge("br1")!.FindPort("v1"));
+        Assert.Null(old.Bridge);
+    }
+
+    [Fact]
+    public void AFailedPortIsRetriedUntilItComesUpAndItsErrorIsLoggedOnce()
+    {
+        var log = new List<string>();
+        using var reconciler = new SwitchReconciler(new PortFactory(_loop), log.Add);
+        var holder = HoldUdpPort(out var udp);
+        var config = Config(Bridge("br0", Vxlan("v1", udp), Stream("s1")));
+        Assert.Contains(reconciler.Apply(config), e => e.Contains("br0/v1"));
+        Assert.Null(reconciler.FindBridge("br0")!.FindPort("v1"));
+
+        // Retrying while the socket is still held: the same error, not said again.
+        for (var tick = 0; tick < 3; tick++) Assert.Contains(reconciler.RetryFailed(), e => e.Contains("br0/v1"));
+        Assert.Single(log, l => l.Contains("br0/v1"));
+        var s1 = reconciler.FindBridge("br0")!.FindPort("s1");
+
+        holder.Dispose();
+        Assert.Empty(reconciler.RetryFailed());
+        Assert.IsType<VxlanPort>(reconciler.FindBridge("br0")!.FindPort("v1"));
+        Assert.Empty(reconciler.Errors);
+        Assert.Same(s1, reconciler.FindBridge("br0")!.FindPort("s1"));
+        Assert.Contains(log, l => l.Contains("br0/v1 (vxlan) added"));
+
+        // Nothing failed: a retry does nothing.
+        var before = log.Count;
+        Assert.Empty(reconciler.RetryFailed());
+        Assert.Equal(before, log.Count);
     }
 
     [Fact]
