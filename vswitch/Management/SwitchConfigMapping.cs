@@ -193,7 +193,7 @@ public static class SwitchConfigMapping
         return true;
     }
 
-    /// <summary>Parses one port's keys (relative to <paramref name="prefix"/>); null and errors when invalid.</summary>
+    /// <summary>Parses one port's keys (relative to <paramref name="prefix"/>, <c>&lt;bridge&gt;/port/&lt;name&gt;</c>); null and errors when invalid.</summary>
     public static PortConfig? ParsePort(string prefix, string name, IReadOnlyDictionary<string, string> keys, List<ConfigError> errors)
     {
         var before = errors.Count;
@@ -253,6 +253,10 @@ public static class SwitchConfigMapping
                     break;
             }
         }
+        // A patch port whose peer is itself would be half built by netback, again on every apply.
+        var bridge = prefix.IndexOf('/', StringComparison.Ordinal) is >= 0 and var slash ? prefix[..slash] : prefix;
+        if (kind == "patch" && options.TryGetValue("peer", out var peer) && peer == $"{bridge}/{name}")
+            errors.Add(new ConfigError($"{prefix}/option/peer", peer, "a patch port's peer is the other end, not the port itself; valid: BRIDGE/PORT of another patch port"));
         if (port.VlanMode != VlanMode.Trunk && !keys.ContainsKey("tag"))
             errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: {PortVlan.MinTag}-{PortVlan.MaxTag}"));
         if (errors.Count > before) return null;

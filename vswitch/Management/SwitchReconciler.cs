@@ -168,6 +168,8 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         try
         {
             var (peerBridge, peerPort) = PortFactory.PatchPeer(port);
+            if (peerBridge == want.Name && peerPort == port.Name)
+                throw new ArgumentException($"option peer='{peerBridge}/{peerPort}' names the port itself; valid: bridge/port of the other end");
             if (!desired.Bridges.TryGetValue(peerBridge, out var peerWant) || !peerWant.Ports.TryGetValue(peerPort, out var peerConfig) || peerConfig.Kind != "patch")
                 throw new ArgumentException($"peer {peerBridge}/{peerPort} is not a configured patch port");
             var (back, backPort) = PortFactory.PatchPeer(peerConfig);
@@ -176,11 +178,28 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             var peerLive = _bridges[peerBridge];
             if (peerLive.Ports.ContainsKey(peerPort)) RemovePort(peerLive, peerPort);
             var (a, b) = PatchPort.CreatePair(port.Name, peerPort);
-            Configure(a, port, want, old: null);
-            Configure(b, peerConfig, peerWant, old: null);
-            live.Bridge.AddPort(a);
+            // Both ends or neither: an end left alone would be re-created, and fail again, on every apply.
+            try
+            {
+                Configure(a, port, want, old: null);
+                try
+                {
+                    Configure(b, peerConfig, peerWant, old: null);
+                }
+                catch (Exception e)
+                {
+                    throw new ArgumentException($"peer {peerBridge}/{peerPort}: {e.Message}", e);
+                }
+                live.Bridge.AddPort(a);
+                peerLive.Bridge.AddPort(b);
+            }
+            catch
+            {
+                a.Dispose(); // detaches it if it was added
+                b.Dispose();
+                throw;
+            }
             live.Ports[port.Name] = (a, port);
-            peerLive.Bridge.AddPort(b);
             peerLive.Ports[peerPort] = (b, peerConfig);
             Log($"patch {want.Name}/{port.Name} <-> {peerBridge}/{peerPort} added");
         }

@@ -69,6 +69,17 @@ public sealed class SwitchVerbErrorTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_patch_port_whose_peer_is_itself_is_refused()
+    {
+        Ok("switch", "add-br", "br1");
+        var (code, _, err) = Xenio("switch", "add-port", "br1", "p0", "--kind", "patch", "-o", "peer=br1/p0");
+        Assert.Equal(1, code);
+        Assert.Contains("/xenio/switch/br1/port/p0/option/peer = 'br1/p0'", err);
+        Assert.Contains("itself", err);
+        Assert.Null(await ReadAsync("/xenio/switch/br1/port/p0/kind"));
+    }
+
+    [Fact]
     public void The_help_gives_the_tag_range_netback_takes()
     {
         var (code, help, _) = Xenio("switch", "add-port", "--help");

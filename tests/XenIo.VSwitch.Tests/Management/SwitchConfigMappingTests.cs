@@ -201,4 +201,21 @@ public sealed class SwitchConfigMappingTests
             Assert.Null(built);
         }
     }
+
+    [Fact]
+    public void A_patch_port_whose_peer_is_itself_is_refused_naming_peer_and_the_value()
+    {
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(new Dictionary<string, string>
+        {
+            ["br1/port/p0/kind"] = "patch",
+            ["br1/port/p0/option/peer"] = "br1/p0",
+            ["br1/port/p1/kind"] = "patch",
+            ["br1/port/p1/option/peer"] = "br2/p1", // the same name on another bridge is a real peer
+        }, errors);
+        var error = Assert.Single(errors);
+        Assert.Equal(("br1/port/p0/option/peer", "br1/p0"), (error.Key, error.Value));
+        Assert.Contains("itself", error.Message);
+        Assert.Equal(["p1"], config.Bridges["br1"].Ports.Keys);
+    }
 }

@@ -199,6 +199,47 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Contains(errors, e => e.Contains("br1/pb") && e.Contains("not a configured patch port"));
     }
 
+    private static PortConfig Patch(string name, string peer) =>
+        new(name, "patch") { Options = new SortedDictionary<string, string> { ["peer"] = peer } };
+
+    [Fact]
+    public void APatchPortWhosePeerIsItselfIsRefusedAndNothingIsLeft()
+    {
+        var config = Config(Bridge("br1", Patch("p0", "br1/p0"), Stream("s1")));
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var error = Assert.Single(_reconciler.Apply(config));
+            Assert.Contains("br1/p0", error);
+            Assert.Contains("peer='br1/p0'", error);
+            Assert.Contains("itself", error);
+            Assert.Equal(["s1"], _reconciler.FindBridge("br1")!.Ports.Select(p => p.Name));
+        }
+    }
+
+    [Fact]
+    public void APatchPairThatCannotBeCompletedLeavesNeitherEnd()
+    {
+        // br0 already has a port named pa that the configuration does not own: built from br1's side, the
+        // pair's first end (br1/pb) goes in and the second cannot.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0"), Bridge("br1"))));
+        var squatter = new Tests.Core.RecordingPort("pa");
+        _reconciler.FindBridge("br0")!.AddPort(squatter);
+        var config = Config(Bridge("br0", Patch("pa", "br1/pb")), Bridge("br1", Patch("pb", "br0/pa")));
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var errors = _reconciler.Apply(config);
+            Assert.Contains(errors, e => e.Contains("br1/pb") && e.Contains("already has a port pa"));
+            Assert.Empty(_reconciler.FindBridge("br1")!.Ports);
+            Assert.Same(squatter, Assert.Single(_reconciler.FindBridge("br0")!.Ports));
+        }
+
+        // Once the name is free the pair comes up, both ends together.
+        _reconciler.FindBridge("br0")!.RemovePort(squatter);
+        Assert.Empty(_reconciler.RetryFailed());
+        var pa = Assert.IsType<PatchPort>(_reconciler.FindBridge("br0")!.FindPort("pa"));
+        Assert.Same(_reconciler.FindBridge("br1")!.FindPort("pb"), pa.Peer);
+    }
+
     [Fact]
     public void FdbSettingsApply()
     {
