@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using XenIo.Hypervisor.Store;
 using XenIo.Hypervisor.Store.Client;
 using XenIo.Hypervisor.Store.Transports;
@@ -25,21 +24,7 @@ public sealed class SwitchVerbErrorTests : IAsyncDisposable
         Directory.Delete(_run, true);
     }
 
-    private static string XenioDll => Path.Combine(AppContext.BaseDirectory, "xenio.dll");
-
-    private (int Code, string Out, string Err) Xenio(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(XenioDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--run-dir");
-        psi.ArgumentList.Add(_run);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output, err.Result);
-    }
+    private (int Code, string Out, string Err) Xenio(params string[] args) => XenioProcess.Run(_run, args);
 
     private void Ok(params string[] args)
     {
