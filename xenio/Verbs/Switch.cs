@@ -123,6 +123,12 @@ internal static partial class SwitchVerb
             var exists = await Exists(xs, relative, ct).ConfigureAwait(false);
             if (set && !exists) throw new CliException($"bridge {bridge} has no port {name}");
             if (!set && exists) throw new CliException($"bridge {bridge} has a port {name} already");
+            // Port names are the switch's, not a bridge's (as Open vSwitch's): on two bridges, a TAP or uplink
+            // would be opened twice and netback would fail later (TUNSETIFF: device busy).
+            if (!set)
+                foreach (var other in await xs.DirectoryAsync(SwitchConfigMapping.Root, cancellationToken: ct).ConfigureAwait(false))
+                    if (other != bridge && await Exists(xs, $"{other}/port/{name}", ct).ConfigureAwait(false))
+                        throw new CliException($"port {name} is already on bridge {other}; del-port {other} {name} first");
             var keys = set ? await SwitchStore.ReadTreeAsync(xs, Root(relative), cancellationToken: ct).ConfigureAwait(false) : new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var k in keys.Where(kv => kv.Value.Length == 0 && kv.Key is "option" or "ingress" or "egress").Select(kv => kv.Key).ToArray()) keys.Remove(k);
             if (!set) keys["vlan-mode"] = "trunk";

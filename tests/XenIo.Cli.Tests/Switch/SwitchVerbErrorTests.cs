@@ -65,6 +65,24 @@ public sealed class SwitchVerbErrorTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_port_name_already_on_another_bridge_is_refused_until_it_is_deleted_there()
+    {
+        // netback would only fail later (TUNSETIFF: device busy), so the verb says it now.
+        Ok("switch", "add-br", "br0");
+        Ok("switch", "add-br", "br1");
+        Ok("switch", "add-port", "br0", "t0", "--kind", "tap");
+        var (code, _, err) = Xenio("switch", "add-port", "br1", "t0", "--kind", "tap");
+        Assert.Equal(1, code);
+        Assert.Equal("xenio: port t0 is already on bridge br0; del-port br0 t0 first", err.Trim());
+        Assert.Null(await ReadAsync("/xenio/switch/br1/port/t0/kind"));
+        Assert.Equal("tap", await ReadAsync("/xenio/switch/br0/port/t0/kind"));
+
+        Ok("switch", "del-port", "br0", "t0");
+        Ok("switch", "add-port", "br1", "t0", "--kind", "tap");
+        Assert.Equal("tap", await ReadAsync("/xenio/switch/br1/port/t0/kind"));
+    }
+
+    [Fact]
     public void The_help_gives_the_tag_range_netback_takes()
     {
         var (code, help, _) = Xenio("switch", "add-port", "--help");
