@@ -32,8 +32,9 @@ public sealed class NetbackOptions
 
 /// <summary>
 /// The netback daemon's switch half: connects to xenstored, seeds the default bridge when nothing is
-/// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB on a timer and
-/// serves the HTTP API. Failures at start set <see cref="Environment.ExitCode"/> and stop the host.
+/// configured, applies <c>/xenio/switch</c> to live bridges on every change, ages the FDB and retries
+/// failed ports on a timer, and serves the HTTP API. A failure (at start, or xenstored going away) sets
+/// <see cref="Environment.ExitCode"/> and stops the host.
 /// </summary>
 public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<NetbackService> logger, IHostApplicationLifetime lifetime)
     : BackendDaemon("netback", logger, lifetime)
@@ -64,15 +65,20 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
         await using var server = new UnixHttpServer(apiPath, api.HandleAsync, m => logger.LogWarning("{Message}", m));
         logger.LogInformation("netback serving {Socket}, watching {Root} on {Xenstored}", apiPath, SwitchConfigMapping.Root, xsSocket);
 
+        // Stopped by its own token: when the watch loop below fails, the failure must end the daemon, not
+        // wait here for a host stop that nobody requests.
+        using var stopHousekeeping = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         using var timer = new PeriodicTimer(_options.HousekeepingInterval);
         var housekeeping = Task.Run(async () =>
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            while (await timer.WaitForNextTickAsync(stopHousekeeping.Token).ConfigureAwait(false))
             {
                 foreach (var bridge in reconciler.Bridges.Values) bridge.Housekeeping();
                 reconciler.FlushMirrors();
+                // A port that failed (its TAP still held elsewhere) is tried again without waiting for a config change.
+                reconciler.RetryFailed();
             }
-        }, stoppingToken);
+        }, stopHousekeeping.Token);
 
         using var stopVifs = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var vifTask = Task.Run(() => vifs.RunAsync(stopVifs.Token), stopVifs.Token);
@@ -97,6 +103,7 @@ public sealed class NetbackService(IOptions<NetbackOptions> options, ILogger<Net
             try { await vifTask.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
             catch (Exception e) when (e is IOException or XenIo.Hypervisor.Store.Client.XenstoreException) { logger.LogWarning("vif backends: {Message}", e.Message); }
+            await stopHousekeeping.CancelAsync().ConfigureAwait(false);
             try { await housekeeping.ConfigureAwait(false); }
             catch (OperationCanceledException) { }
         }

@@ -3,8 +3,10 @@ namespace XenIo.VSwitch.Core;
 /// <summary>
 /// A token bucket with Firecracker's semantics (src/vmm/src/rate_limiter): <c>size</c> tokens refilled
 /// linearly over <c>refill_time</c>, an extra <c>one_time_burst</c> spent first and never refilled, and a
-/// request larger than the whole bucket allowed once while emptying it (so one jumbo frame is not
-/// refused forever). The bucket starts full. Not thread-safe: the bridge calls it under its lock.
+/// request larger than the whole bucket let through when the bucket is full, which then owes the excess
+/// (Firecracker's OverConsumption blocks the limiter for the same time): the budget goes negative and
+/// nothing more passes until it has refilled, so a 64 KiB GSO frame is not refused forever yet costs
+/// what it carries. The bucket starts full. Not thread-safe: the bridge calls it under its lock.
 /// </summary>
 public sealed class TokenBucket
 {
@@ -30,6 +32,7 @@ public sealed class TokenBucket
 
     public long Size { get; }
     public TimeSpan RefillTime { get; }
+    /// <summary>Tokens available now (as of the last refill); negative while an over-size request is paid off.</summary>
     public long Budget => _budget;
     public long OneTimeBurst => _oneTimeBurst;
 
@@ -52,7 +55,9 @@ public sealed class TokenBucket
             Replenish();
             if (tokens > Size)
             {
-                _budget = 0;
+                // Only a full bucket lends: the debt is then paid at the bucket's own rate.
+                if (_budget < Size) return false;
+                _budget = Size - tokens;
                 return true;
             }
             if (tokens > _budget) return false;
@@ -69,12 +74,18 @@ public sealed class TokenBucket
         var now = _time.GetTimestamp();
         var elapsed = now - _lastUpdate;
         if (elapsed <= 0) return;
-        var add = (long)Int128.Min(Size, (Int128)elapsed * Size / _refillTicks);
-        if (add == 0) return;
+        // Room up to a full bucket: more than Size while the bucket is in debt.
+        var room = Size - _budget;
+        var add = (long)Int128.Min(room, (Int128)elapsed * Size / _refillTicks);
+        if (add <= 0)
+        {
+            if (room <= 0) _lastUpdate = now; // full: time passing while full earns nothing
+            return;
+        }
         // Advance only by the time the granted tokens account for, so fractions are not lost between calls.
-        var used = add >= Size ? elapsed : (long)((Int128)add * _refillTicks / Size);
+        var used = add >= room ? elapsed : (long)((Int128)add * _refillTicks / Size);
         _lastUpdate += used;
-        _budget = Math.Min(Size, _budget + add);
+        _budget += add;
     }
 }
 

@@ -41,26 +41,32 @@ public sealed class VlanSet
         return set;
     }
 
-    /// <summary>Parses "10,20-30"; "" or "all" means every VLAN.</summary>
+    /// <summary>
+    /// Parses "10,20-30"; "" or "all" means every VLAN. Each id is checked before a range is expanded (a
+    /// range comes from xenstore or the command line), and anything else throws a <see cref="FormatException"/>
+    /// naming the bad part and the valid ids.
+    /// </summary>
     public static VlanSet Parse(string text)
     {
         if (string.IsNullOrWhiteSpace(text) || text.Trim() == "all") return All;
-        var vids = new List<int>();
+        var set = new VlanSet();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var dash = part.IndexOf('-');
-            if (dash < 0)
-            {
-                vids.Add(int.Parse(part, System.Globalization.CultureInfo.InvariantCulture));
-                continue;
-            }
-            var from = int.Parse(part[..dash], System.Globalization.CultureInfo.InvariantCulture);
-            var to = int.Parse(part[(dash + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            if (from > to) throw new FormatException($"bad VLAN range '{part}'");
-            for (var v = from; v <= to; v++) vids.Add(v);
+            var from = ParseId(dash < 0 ? part : part[..dash], text);
+            var to = dash < 0 ? from : ParseId(part[(dash + 1)..], text);
+            if (from > to) throw new FormatException($"VLAN range '{part}' in '{text}' runs backwards; valid: {Syntax}");
+            for (var v = from; v <= to; v++) set._bits[v >> 6] |= 1UL << (v & 63);
         }
-        return Build(vids);
+        return set;
     }
+
+    private const string Syntax = "ids 0-4094 as N or N-M, comma-separated (e.g. 10,20,100-199)";
+
+    private static int ParseId(string id, string text) =>
+        int.TryParse(id.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v) && v <= 4094
+            ? v
+            : throw new FormatException($"VLAN id '{id.Trim()}' in '{text}' is invalid; valid: {Syntax}");
 
     public override string ToString()
     {
@@ -93,8 +99,11 @@ public sealed record PortVlan(VlanMode Mode, ushort Tag, VlanSet Trunks)
     public static PortVlan NativeTagged(ushort native, VlanSet allowed) => new(VlanMode.NativeTagged, Check(native), allowed);
     public static PortVlan NativeUntagged(ushort native, VlanSet allowed) => new(VlanMode.NativeUntagged, Check(native), allowed);
 
+    /// <summary>The access or native VLAN of a port: 0 is the untagged network of plain trunks, 4095 reserved.</summary>
+    public const ushort MinTag = 1, MaxTag = 4094;
+
     private static ushort Check(ushort tag) =>
-        tag is >= 1 and <= 4094 ? tag : throw new ArgumentOutOfRangeException(nameof(tag), tag, "VLAN tags are 1..4094");
+        tag is >= MinTag and <= MaxTag ? tag : throw new ArgumentOutOfRangeException(nameof(tag), $"VLAN tag {tag} is invalid; valid: {MinTag}-{MaxTag}");
 
     /// <summary>
     /// The VLAN a frame arriving on this port belongs to, or -1 to drop it. <paramref name="vid"/> is

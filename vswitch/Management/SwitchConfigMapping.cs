@@ -193,7 +193,7 @@ public static class SwitchConfigMapping
         return true;
     }
 
-    /// <summary>Parses one port's keys (relative to <paramref name="prefix"/>); null and errors when invalid.</summary>
+    /// <summary>Parses one port's keys (relative to <paramref name="prefix"/>, <c>&lt;bridge&gt;/port/&lt;name&gt;</c>); null and errors when invalid.</summary>
     public static PortConfig? ParsePort(string prefix, string name, IReadOnlyDictionary<string, string> keys, List<ConfigError> errors)
     {
         var before = errors.Count;
@@ -224,7 +224,8 @@ public static class SwitchConfigMapping
                     else errors.Add(new ConfigError(full, value, $"valid: {string.Join('|', VlanModes)}"));
                     break;
                 case "tag":
-                    if (Number(full, value, 0, 4094, errors) is { } tag) port = port with { Tag = (ushort)tag };
+                    // The same range PortVlan takes: a tag it refused would leave the port unconfigured in netback.
+                    if (Number(full, value, PortVlan.MinTag, PortVlan.MaxTag, errors) is { } tag) port = port with { Tag = (ushort)tag };
                     break;
                 case "trunks":
                     try
@@ -252,8 +253,12 @@ public static class SwitchConfigMapping
                     break;
             }
         }
+        // A patch port whose peer is itself would be half built by netback, again on every apply.
+        var bridge = prefix.IndexOf('/', StringComparison.Ordinal) is >= 0 and var slash ? prefix[..slash] : prefix;
+        if (kind == "patch" && options.TryGetValue("peer", out var peer) && peer == $"{bridge}/{name}")
+            errors.Add(new ConfigError($"{prefix}/option/peer", peer, "a patch port's peer is the other end, not the port itself; valid: BRIDGE/PORT of another patch port"));
         if (port.VlanMode != VlanMode.Trunk && !keys.ContainsKey("tag"))
-            errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: 0-4094"));
+            errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: {PortVlan.MinTag}-{PortVlan.MaxTag}"));
         if (errors.Count > before) return null;
         return port with { Options = options, Ingress = ingress, Egress = egress };
     }

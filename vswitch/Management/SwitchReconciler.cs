@@ -9,7 +9,8 @@ namespace XenIo.VSwitch.Management;
 /// and ports at runtime, re-creates a port whose kind or options changed, and changes VLAN, MTU, rate
 /// limits and admin state in place (the port keeps its TAP, socket and counters). A bridge whose FDB
 /// limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
-/// options) are reported per port and leave the rest applied; nothing throws out of <see cref="Apply"/>.
+/// options) are reported per port and leave the rest applied; a port that fails is left detached and
+/// tried again by <see cref="RetryFailed"/>. Nothing throws out of <see cref="Apply"/>.
 /// </summary>
 public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = null) : IDisposable
 {
@@ -24,6 +25,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
     private readonly Lock _gate = new();
     private readonly Dictionary<string, LiveBridge> _bridges = [];
     private IReadOnlyList<string> _errors = [];
+    private SwitchConfig? _desired;
 
     /// <summary>The live bridges by name (a snapshot).</summary>
     public IReadOnlyDictionary<string, Bridge> Bridges
@@ -55,49 +57,90 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
 
     public IReadOnlyList<string> Apply(SwitchConfig desired)
     {
-        var errors = new List<string>();
-        lock (_gate)
-        {
-            foreach (var name in _bridges.Keys.ToArray())
-                if (!desired.Bridges.TryGetValue(name, out var want) || want.FdbLimit != _bridges[name].Config.FdbLimit)
-                    RemoveBridge(name);
+        lock (_gate) return ApplyLocked(desired);
+    }
 
-            foreach (var want in desired.Bridges.Values)
-            {
-                if (!_bridges.TryGetValue(want.Name, out var live))
-                {
-                    live = new LiveBridge(new Bridge(want.Name, want.FdbLimit, TimeSpan.FromSeconds(want.FdbAgingSeconds)), want);
-                    _bridges[want.Name] = live;
-                    Log($"bridge {want.Name} added");
-                }
-                live.Config = want;
-                live.Bridge.Fdb.Aging = TimeSpan.FromSeconds(want.FdbAgingSeconds);
-                ReconcilePorts(live, want, errors);
-            }
-            // Patch ports last: both ends' bridges exist by now.
-            foreach (var want in desired.Bridges.Values)
-                foreach (var port in want.Ports.Values.Where(p => p.Kind == "patch"))
-                    AddPatch(desired, want, port, errors);
-            foreach (var want in desired.Bridges.Values) ReconcileMirrors(_bridges[want.Name], want, errors);
+    /// <summary>
+    /// Applies the last configuration again if the last apply left errors (a TAP another bridge held, a
+    /// socket in use), so a port that failed comes up once what stood in its way is gone, not at the next
+    /// unrelated change. netback calls it on its housekeeping tick. Returns the errors left.
+    /// </summary>
+    public IReadOnlyList<string> RetryFailed()
+    {
+        lock (_gate) return _desired is not null && _errors.Count > 0 ? ApplyLocked(_desired) : _errors;
+    }
+
+    private List<string> ApplyLocked(SwitchConfig desired)
+    {
+        var errors = new List<string>();
+        _desired = desired;
+        // Every removal before any addition, across bridges: a port moving from one bridge to another
+        // (a TAP, a bound socket) is released by the old one before the new one opens it.
+        foreach (var name in _bridges.Keys.ToArray())
+            if (!desired.Bridges.TryGetValue(name, out var want) || want.FdbLimit != _bridges[name].Config.FdbLimit)
+                RemoveBridge(name);
+        foreach (var want in desired.Bridges.Values)
+        {
+            if (!_bridges.TryGetValue(want.Name, out var live)) continue;
+            RemoveUnwantedPorts(live, want);
+            RemoveUnwantedMirrors(live, want);
         }
+
+        foreach (var want in desired.Bridges.Values)
+        {
+            if (!_bridges.TryGetValue(want.Name, out var live))
+            {
+                live = new LiveBridge(new Bridge(want.Name, want.FdbLimit, TimeSpan.FromSeconds(want.FdbAgingSeconds)), want);
+                _bridges[want.Name] = live;
+                Log($"bridge {want.Name} added");
+            }
+            live.Config = want;
+            live.Bridge.Fdb.Aging = TimeSpan.FromSeconds(want.FdbAgingSeconds);
+            AddAndConfigurePorts(live, want, errors);
+        }
+        // Patch ports last: both ends' bridges exist by now.
+        foreach (var want in desired.Bridges.Values)
+            foreach (var port in want.Ports.Values.Where(p => p.Kind == "patch"))
+                AddPatch(desired, want, port, errors);
+        foreach (var want in desired.Bridges.Values) AddMirrors(_bridges[want.Name], want, errors);
+
+        // An error that stays is said once (a retry every tick must not flood the log); /errors keeps it.
+        var before = _errors.ToHashSet(StringComparer.Ordinal);
         Volatile.Write(ref _errors, errors);
-        foreach (var e in errors) Log(e);
+        foreach (var e in errors)
+            if (!before.Contains(e)) Log(e);
         return errors;
     }
 
-    private void ReconcilePorts(LiveBridge live, BridgeConfig want, List<string> errors)
+    private void RemoveUnwantedPorts(LiveBridge live, BridgeConfig want)
     {
         foreach (var (name, (port, config)) in live.Ports.ToArray())
         {
+            if (!live.Ports.ContainsKey(name)) continue; // the peer of a patch port removed just before
             if (want.Ports.TryGetValue(name, out var wanted) && wanted.SameIdentity(config)
                 && (port is not PatchPort pp || pp.Peer.Bridge is not null)) continue;
             RemovePort(live, name);
         }
+    }
+
+    private void AddAndConfigurePorts(LiveBridge live, BridgeConfig want, List<string> errors)
+    {
         foreach (var wanted in want.Ports.Values)
         {
             if (live.Ports.TryGetValue(wanted.Name, out var existing))
             {
-                Configure(existing.Port, wanted, want, errors, live);
+                try
+                {
+                    Configure(existing.Port, wanted, want, existing.Config);
+                    live.Ports[wanted.Name] = (existing.Port, wanted);
+                }
+                catch (Exception e)
+                {
+                    // Fail closed: a port that cannot have its settings (its VLANs above all) does not stay with
+                    // others; it is tried again, and reported again, on every apply until its config is fixed.
+                    RemovePort(live, wanted.Name);
+                    errors.Add($"port {want.Name}/{wanted.Name}: {e.Message}");
+                }
                 continue;
             }
             if (wanted.Kind == "patch") continue;
@@ -105,7 +148,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             try
             {
                 port = factory.Create(wanted);
-                Configure(port, wanted, want, errors, live);
+                Configure(port, wanted, want, old: null);
                 live.Bridge.AddPort(port);
                 live.Ports[wanted.Name] = (port, wanted);
                 Log($"port {want.Name}/{wanted.Name} ({wanted.Kind}) added");
@@ -125,6 +168,8 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         try
         {
             var (peerBridge, peerPort) = PortFactory.PatchPeer(port);
+            if (peerBridge == want.Name && peerPort == port.Name)
+                throw new ArgumentException($"option peer='{peerBridge}/{peerPort}' names the port itself; valid: bridge/port of the other end");
             if (!desired.Bridges.TryGetValue(peerBridge, out var peerWant) || !peerWant.Ports.TryGetValue(peerPort, out var peerConfig) || peerConfig.Kind != "patch")
                 throw new ArgumentException($"peer {peerBridge}/{peerPort} is not a configured patch port");
             var (back, backPort) = PortFactory.PatchPeer(peerConfig);
@@ -133,11 +178,28 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             var peerLive = _bridges[peerBridge];
             if (peerLive.Ports.ContainsKey(peerPort)) RemovePort(peerLive, peerPort);
             var (a, b) = PatchPort.CreatePair(port.Name, peerPort);
-            Configure(a, port, want, errors, live);
-            Configure(b, peerConfig, peerWant, errors, peerLive);
-            live.Bridge.AddPort(a);
+            // Both ends or neither: an end left alone would be re-created, and fail again, on every apply.
+            try
+            {
+                Configure(a, port, want, old: null);
+                try
+                {
+                    Configure(b, peerConfig, peerWant, old: null);
+                }
+                catch (Exception e)
+                {
+                    throw new ArgumentException($"peer {peerBridge}/{peerPort}: {e.Message}", e);
+                }
+                live.Bridge.AddPort(a);
+                peerLive.Bridge.AddPort(b);
+            }
+            catch
+            {
+                a.Dispose(); // detaches it if it was added
+                b.Dispose();
+                throw;
+            }
             live.Ports[port.Name] = (a, port);
-            peerLive.Bridge.AddPort(b);
             peerLive.Ports[peerPort] = (b, peerConfig);
             Log($"patch {want.Name}/{port.Name} <-> {peerBridge}/{peerPort} added");
         }
@@ -147,36 +209,29 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         }
     }
 
-    private static void Configure(SwitchPort port, PortConfig config, BridgeConfig bridge, List<string> errors, LiveBridge live)
+    /// <summary>
+    /// Gives a port the VLAN, MTU, admin state and limits of <paramref name="config"/>. Every value is built
+    /// before any is set, so a bad one throws with the port as it was; the caller then leaves it detached.
+    /// </summary>
+    /// <param name="old">The settings the live port has now; null for a port not attached yet.</param>
+    private static void Configure(SwitchPort port, PortConfig config, BridgeConfig bridge, PortConfig? old)
     {
-        try
-        {
-            var existing = live.Ports.TryGetValue(config.Name, out var old) && old.Port == port;
-            // Setting a VLAN flushes the port's FDB entries, so only a real change does it.
-            if (!existing || old.Config.VlanMode != config.VlanMode || old.Config.Tag != config.Tag || old.Config.Trunks != config.Trunks)
-                port.Vlan = config.BuildVlan();
-            if (config.Mtu is { } mtu) port.Mtu = mtu;
-            else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
-            port.AdminUp = config.AdminUp;
-            if (existing)
-            {
-                if (old.Config.Ingress != config.Ingress) port.IngressLimit = config.Ingress.Build();
-                if (old.Config.Egress != config.Egress) port.EgressLimit = config.Egress.Build();
-                live.Ports[config.Name] = (port, config);
-            }
-            else
-            {
-                port.IngressLimit = config.Ingress.Build();
-                port.EgressLimit = config.Egress.Build();
-            }
-        }
-        catch (Exception e)
-        {
-            errors.Add($"port {bridge.Name}/{config.Name}: {e.Message}");
-        }
+        // Setting a VLAN flushes the port's FDB entries, so only a real change does it.
+        var vlan = old is null || old.VlanMode != config.VlanMode || old.Tag != config.Tag || old.Trunks != config.Trunks
+            ? config.BuildVlan()
+            : null;
+        var ingress = old is null || old.Ingress != config.Ingress ? config.Ingress.Build() : port.IngressLimit;
+        var egress = old is null || old.Egress != config.Egress ? config.Egress.Build() : port.EgressLimit;
+        // The MTU setter checks its range; it goes first so that a refusal changes nothing else.
+        if (config.Mtu is { } mtu) port.Mtu = mtu;
+        else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
+        if (vlan is not null) port.Vlan = vlan;
+        port.AdminUp = config.AdminUp;
+        if (!ReferenceEquals(port.IngressLimit, ingress)) port.IngressLimit = ingress;
+        if (!ReferenceEquals(port.EgressLimit, egress)) port.EgressLimit = egress;
     }
 
-    private void ReconcileMirrors(LiveBridge live, BridgeConfig want, List<string> errors)
+    private static void RemoveUnwantedMirrors(LiveBridge live, BridgeConfig want)
     {
         foreach (var (name, (mirror, config, _)) in live.Mirrors.ToArray())
         {
@@ -184,13 +239,17 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             mirror.Dispose();
             live.Mirrors.Remove(name);
         }
+    }
+
+    private void AddMirrors(LiveBridge live, BridgeConfig want, List<string> errors)
+    {
         foreach (var wanted in want.Mirrors.Values)
         {
             if (live.Mirrors.ContainsKey(wanted.Name)) continue;
             try
             {
                 // A restarted netback continues the file; add-mirror is what starts a new one.
-                var sink = FileCaptureSink.Open(wanted.File, wanted.PcapNg, wanted.Snaplen, log);
+                var sink = FileCaptureSink.Open(wanted.File, wanted.PcapNg, wanted.Snaplen, Log);
                 var selection = new MirrorSelection(wanted.Ports.Count == 0 ? null : wanted.Ports.ToHashSet(), wanted.Directions,
                     wanted.Vlans is null ? null : VlanSet.Parse(wanted.Vlans));
                 Mirror mirror;

@@ -37,6 +37,9 @@ internal static class CaptureVerb
             var ng = parse.GetValue(pcapng);
             query.Append(ng ? "&format=pcapng" : "&format=pcap");
 
+            // The file first: a path that cannot be written is the user's to fix, before netback starts a capture.
+            var target = parse.GetValue(write) is { Length: > 0 } w && w != "-" ? w : null;
+            await using var output = target is null ? Console.OpenStandardOutput() : OpenOutput(target);
             using var http = Instance.Netback(Instance.RunDirectory(parse, runDir), out var socket);
             HttpResponseMessage reply;
             try
@@ -55,8 +58,6 @@ internal static class CaptureVerb
                     using var doc = System.Text.Json.JsonDocument.Parse(body);
                     throw new CliException(doc.RootElement.TryGetProperty("error", out var e) ? e.GetString() ?? body : body);
                 }
-                var target = parse.GetValue(write) is { Length: > 0 } w && w != "-" ? w : null;
-                await using var output = target is null ? Console.OpenStandardOutput() : new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.Read);
                 await using var input = await reply.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
                 var counter = new CaptureRecordCounter(ng);
                 var buffer = new byte[64 * 1024];
@@ -85,6 +86,18 @@ internal static class CaptureVerb
             return 0;
         }));
         return c;
+    }
+
+    private static FileStream OpenOutput(string path)
+    {
+        try
+        {
+            return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new CliException($"cannot write {path}: {e.Message}; give -w a writable file, or - for stdout");
+        }
     }
 }
 

@@ -104,7 +104,7 @@ internal static partial class SwitchVerb
         var kind = new Option<string>("--kind") { Description = "tap|internal|uplink|stream|vxlan|patch", Required = !set };
         var options = new Option<string[]>("--option", "-o") { Description = "kind option k=v (repeatable; k= removes it with set-port)", AllowMultipleArgumentsPerToken = false };
         var vlanMode = new Option<string>("--vlan-mode") { Description = "access|trunk|native-tagged|native-untagged" };
-        var tag = new Option<int?>("--tag") { Description = "access VLAN or native VLAN (0-4094)" };
+        var tag = new Option<int?>("--tag") { Description = $"access VLAN or native VLAN ({VSwitch.Core.PortVlan.MinTag}-{VSwitch.Core.PortVlan.MaxTag})" };
         var trunks = new Option<string>("--trunks") { Description = "allowed VLANs, e.g. 10,20,100-199 (all when absent)" };
         var mtu = new Option<int?>("--mtu") { Description = "port MTU (default: the bridge's)" };
         var admin = new Option<string>("--admin") { Description = "up|down" };
@@ -123,6 +123,12 @@ internal static partial class SwitchVerb
             var exists = await Exists(xs, relative, ct).ConfigureAwait(false);
             if (set && !exists) throw new CliException($"bridge {bridge} has no port {name}");
             if (!set && exists) throw new CliException($"bridge {bridge} has a port {name} already");
+            // Port names are the switch's, not a bridge's (as Open vSwitch's): on two bridges, a TAP or uplink
+            // would be opened twice and netback would fail later (TUNSETIFF: device busy).
+            if (!set)
+                foreach (var other in await xs.DirectoryAsync(SwitchConfigMapping.Root, cancellationToken: ct).ConfigureAwait(false))
+                    if (other != bridge && await Exists(xs, $"{other}/port/{name}", ct).ConfigureAwait(false))
+                        throw new CliException($"port {name} is already on bridge {other}; del-port {other} {name} first");
             var keys = set ? await SwitchStore.ReadTreeAsync(xs, Root(relative), cancellationToken: ct).ConfigureAwait(false) : new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var k in keys.Where(kv => kv.Value.Length == 0 && kv.Key is "option" or "ingress" or "egress").Select(kv => kv.Key).ToArray()) keys.Remove(k);
             if (!set) keys["vlan-mode"] = "trunk";

@@ -36,12 +36,45 @@ public class RateLimitTests
     }
 
     [Fact]
-    public void A_request_larger_than_the_bucket_passes_once_and_empties_it()
+    public void A_request_larger_than_the_bucket_passes_from_a_full_bucket_which_then_pays_it_off()
     {
         var bucket = new TokenBucket(1000, 0, TimeSpan.FromSeconds(1), _time);
         Assert.True(bucket.TryConsume(9000));
-        Assert.Equal(0, bucket.Budget);
+        Assert.Equal(-8000, bucket.Budget);
+        Assert.False(bucket.TryConsume(9000));
         Assert.False(bucket.TryConsume(1));
+        // 9000 bytes at 1000 B/s: the next one passes once 9 s have refilled the bucket, not before.
+        _time.Advance(TimeSpan.FromSeconds(8.5));
+        Assert.False(bucket.TryConsume(9000));
+        _time.Advance(TimeSpan.FromSeconds(0.5));
+        Assert.True(bucket.TryConsume(9000));
+        Assert.False(bucket.TryConsume(1));
+    }
+
+    [Theory]
+    [InlineData(100, 1500)]     // MTU frames through a 100 B/s limit
+    [InlineData(60_000, 65_536)] // GSO frames through a limit under 64 KiB/s
+    public void Frames_larger_than_the_bucket_are_held_to_its_rate(long bytesPerSecond, int frame)
+    {
+        var limiter = new RateLimiter(new TokenBucket(bytesPerSecond, 0, TimeSpan.FromSeconds(1), _time), null);
+        long passed = 0;
+        for (var step = 0; step < 10_000; step++) // 100 s in steps of 10 ms
+        {
+            if (limiter.TryAdmit(frame)) passed += frame;
+            _time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+        // At most the rate for 100 s plus the one frame a full bucket lends.
+        Assert.InRange(passed, bytesPerSecond * 100 - frame, bytesPerSecond * 100 + frame);
+    }
+
+    [Fact]
+    public void A_packet_bucket_refusal_gives_back_an_over_size_frame_s_debt()
+    {
+        var limiter = new RateLimiter(new TokenBucket(1000, 0, TimeSpan.FromSeconds(1), _time), new TokenBucket(1, 0, TimeSpan.FromSeconds(1), _time));
+        Assert.True(limiter.TryAdmit(100));
+        _time.Advance(TimeSpan.FromSeconds(0.1));
+        Assert.False(limiter.TryAdmit(9000));
+        Assert.Equal(1000, limiter.Bytes!.Budget);
     }
 
     [Fact]

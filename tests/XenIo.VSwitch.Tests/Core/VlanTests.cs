@@ -135,8 +135,26 @@ public class VlanTests
         Assert.True(set.Contains(6));
         Assert.False(set.Contains(8));
         Assert.Equal("1,5-7,4094", set.ToString());
-        Assert.Throws<ArgumentOutOfRangeException>(() => VlanSet.Parse("4095"));
+        Assert.Throws<FormatException>(() => VlanSet.Parse("4095"));
         Assert.Throws<ArgumentOutOfRangeException>(() => PortVlan.Access(0));
+    }
+
+    [Theory]
+    [InlineData("0-100000000", "100000000")]
+    [InlineData("1-2147483647", "2147483647")]
+    [InlineData("10,4000-4095", "4095")]
+    [InlineData("99999999999", "99999999999")]
+    [InlineData("-5", "")]
+    [InlineData("20-10", "20-10")]
+    [InlineData("1-x", "x")]
+    public void Vlan_ranges_are_checked_before_they_are_expanded(string text, string named)
+    {
+        // A range from xenstore or --trunks used to be listed id by id first: 921 MB for 0-100000000, OOM beyond.
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<FormatException>(() => VlanSet.Parse(text));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "parsing allocated 1 MB or more");
+        Assert.Contains($"'{named}'", e.Message);
+        Assert.Contains("0-4094", e.Message);
     }
 
     [Fact]

@@ -87,7 +87,8 @@ public sealed class SwitchConfigMappingTests
         { "br0/port/p1/kind", "floppy", "br0/port/p1/kind", "tap|internal|uplink|stream|vxlan|patch" },
         { "br0/port/p1/admin", "maybe", "br0/port/p1/admin", "up|down" },
         { "br0/port/p1/vlan-mode", "hybrid", "br0/port/p1/vlan-mode", "access|trunk|native-tagged|native-untagged" },
-        { "br0/port/p1/tag", "4095", "br0/port/p1/tag", "0-4094" },
+        { "br0/port/p1/tag", "4095", "br0/port/p1/tag", "1-4094" },
+        { "br0/port/p1/tag", "0", "br0/port/p1/tag", "1-4094" },
         { "br0/port/p1/trunks", "10-5", "br0/port/p1/trunks", "VLAN ids" },
         { "br0/port/p1/trunks", "x", "br0/port/p1/trunks", "VLAN ids" },
         { "br0/port/p1/mtu", "70000", "br0/port/p1/mtu", "68-65535" },
@@ -181,5 +182,40 @@ public sealed class SwitchConfigMappingTests
         Assert.Equal(1000, limiter.Bytes!.Size);
         Assert.Equal(10, limiter.Packets!.Size);
         Assert.Null(port.Egress.Build());
+    }
+
+    [Theory]
+    [InlineData("access")]
+    [InlineData("native-tagged")]
+    [InlineData("native-untagged")]
+    public void EveryTagTheMappingAcceptsBuildsALiveVlan(string mode)
+    {
+        // A tag the mapping let through but PortVlan refused left the port attached as an all-VLAN trunk.
+        for (var tag = 0; tag <= 4096; tag++)
+        {
+            var errors = new List<ConfigError>();
+            var port = SwitchConfigMapping.ParsePort("br0/port/p1", "p1",
+                new Dictionary<string, string> { ["kind"] = "tap", ["vlan-mode"] = mode, ["tag"] = tag.ToString(System.Globalization.CultureInfo.InvariantCulture) }, errors);
+            var built = port is null ? null : Record.Exception(() => port.BuildVlan());
+            Assert.True(port is null == tag is 0 or > 4094, $"tag {tag}: the mapping {(port is null ? "refused" : "accepted")} it");
+            Assert.Null(built);
+        }
+    }
+
+    [Fact]
+    public void A_patch_port_whose_peer_is_itself_is_refused_naming_peer_and_the_value()
+    {
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(new Dictionary<string, string>
+        {
+            ["br1/port/p0/kind"] = "patch",
+            ["br1/port/p0/option/peer"] = "br1/p0",
+            ["br1/port/p1/kind"] = "patch",
+            ["br1/port/p1/option/peer"] = "br2/p1", // the same name on another bridge is a real peer
+        }, errors);
+        var error = Assert.Single(errors);
+        Assert.Equal(("br1/port/p0/option/peer", "br1/p0"), (error.Key, error.Value));
+        Assert.Contains("itself", error.Message);
+        Assert.Equal(["p1"], config.Bridges["br1"].Ports.Keys);
     }
 }

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using XenIo.Net.Tap;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
@@ -99,6 +101,94 @@ public sealed class SwitchReconcilerTests : IDisposable
     }
 
     [Fact]
+    public void APortWhoseSettingsCannotBeAppliedIsNotAttachedAndItsErrorStays()
+    {
+        // Tag 0 passes no mapping any more, but a config that reaches the reconciler with one must not attach
+        // the port as an all-VLAN trunk without its admin state and limits (VLAN isolation fails open).
+        var bad = Stream("s1") with { VlanMode = VlanMode.Access, Tag = 0, AdminUp = false, Ingress = new RateConfig(1000, 0, 0, 0) };
+        var config = Config(Bridge("br0", bad, Stream("s2")));
+        var br0 = (Func<Bridge>)(() => _reconciler.FindBridge("br0")!);
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var errors = _reconciler.Apply(config);
+            var error = Assert.Single(errors);
+            Assert.Contains("br0/s1", error);
+            Assert.Contains("VLAN tag 0", error);
+            Assert.Contains("1-4094", error);
+            Assert.Equal(errors, _reconciler.Errors);
+            Assert.Null(br0().FindPort("s1"));
+            Assert.NotNull(br0().FindPort("s2"));
+        }
+
+        // Fixed, the port comes up with every setting; a live port given a bad VLAN leaves its bridge.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", bad with { Tag = 10 }, Stream("s2")))));
+        var s1 = br0().FindPort("s1")!;
+        Assert.Equal((VlanMode.Access, (ushort)10, false, 1000L), (s1.Vlan.Mode, s1.Vlan.Tag, s1.AdminUp, s1.IngressLimit!.Bytes!.Size));
+        Assert.Contains(_reconciler.Apply(config), e => e.Contains("br0/s1"));
+        Assert.Null(br0().FindPort("s1"));
+        Assert.Null(s1.Bridge);
+        Assert.Contains(_reconciler.Apply(config), e => e.Contains("br0/s1"));
+    }
+
+    private static PortConfig Vxlan(string name, int localPort) => new(name, "vxlan")
+    {
+        Options = new SortedDictionary<string, string> { ["local"] = $"127.0.0.1:{localPort}", ["vni"] = "7", ["remotes"] = "127.0.0.2" },
+    };
+
+    /// <summary>A UDP port on 127.0.0.1 and the socket holding it (the test's stand-in for a device another owner holds).</summary>
+    private static Socket HoldUdpPort(out int port)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+        return socket;
+    }
+
+    [Fact]
+    public void APortMovingBetweenBridgesIsReleasedByTheOldOneBeforeTheNewOneOpensIt()
+    {
+        // The port's own socket is what the move needs released (as a TAP would be): br0 comes first in
+        // the config, so adding before removing found it busy and left the port on no bridge.
+        HoldUdpPort(out var udp).Dispose();
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0"), Bridge("br1", Vxlan("v1", udp)))));
+        var old = _reconciler.FindBridge("br1")!.FindPort("v1");
+        Assert.NotNull(old);
+
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan("v1", udp)), Bridge("br1"))));
+        Assert.IsType<VxlanPort>(_reconciler.FindBridge("br0")!.FindPort("v1"));
+        Assert.Null(_reconciler.FindBridge("br1")!.FindPort("v1"));
+        Assert.Null(old.Bridge);
+    }
+
+    [Fact]
+    public void AFailedPortIsRetriedUntilItComesUpAndItsErrorIsLoggedOnce()
+    {
+        var log = new List<string>();
+        using var reconciler = new SwitchReconciler(new PortFactory(_loop), log.Add);
+        var holder = HoldUdpPort(out var udp);
+        var config = Config(Bridge("br0", Vxlan("v1", udp), Stream("s1")));
+        Assert.Contains(reconciler.Apply(config), e => e.Contains("br0/v1"));
+        Assert.Null(reconciler.FindBridge("br0")!.FindPort("v1"));
+
+        // Retrying while the socket is still held: the same error, not said again.
+        for (var tick = 0; tick < 3; tick++) Assert.Contains(reconciler.RetryFailed(), e => e.Contains("br0/v1"));
+        Assert.Single(log, l => l.Contains("br0/v1"));
+        var s1 = reconciler.FindBridge("br0")!.FindPort("s1");
+
+        holder.Dispose();
+        Assert.Empty(reconciler.RetryFailed());
+        Assert.IsType<VxlanPort>(reconciler.FindBridge("br0")!.FindPort("v1"));
+        Assert.Empty(reconciler.Errors);
+        Assert.Same(s1, reconciler.FindBridge("br0")!.FindPort("s1"));
+        Assert.Contains(log, l => l.Contains("br0/v1 (vxlan) added"));
+
+        // Nothing failed: a retry does nothing.
+        var before = log.Count;
+        Assert.Empty(reconciler.RetryFailed());
+        Assert.Equal(before, log.Count);
+    }
+
+    [Fact]
     public void VxlanLearningOptionsAreAppliedAndCheckedLikeLinuxs()
     {
         static PortConfig Vxlan(string name, string ageing, string maxaddress) => new(name, "vxlan")
@@ -142,6 +232,47 @@ public sealed class SwitchReconcilerTests : IDisposable
         var errors = _reconciler.Apply(Config(Bridge("br0"), Bridge("br1", b)));
         Assert.Null(_reconciler.FindBridge("br1")!.FindPort("pb"));
         Assert.Contains(errors, e => e.Contains("br1/pb") && e.Contains("not a configured patch port"));
+    }
+
+    private static PortConfig Patch(string name, string peer) =>
+        new(name, "patch") { Options = new SortedDictionary<string, string> { ["peer"] = peer } };
+
+    [Fact]
+    public void APatchPortWhosePeerIsItselfIsRefusedAndNothingIsLeft()
+    {
+        var config = Config(Bridge("br1", Patch("p0", "br1/p0"), Stream("s1")));
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var error = Assert.Single(_reconciler.Apply(config));
+            Assert.Contains("br1/p0", error);
+            Assert.Contains("peer='br1/p0'", error);
+            Assert.Contains("itself", error);
+            Assert.Equal(["s1"], _reconciler.FindBridge("br1")!.Ports.Select(p => p.Name));
+        }
+    }
+
+    [Fact]
+    public void APatchPairThatCannotBeCompletedLeavesNeitherEnd()
+    {
+        // br0 already has a port named pa that the configuration does not own: built from br1's side, the
+        // pair's first end (br1/pb) goes in and the second cannot.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0"), Bridge("br1"))));
+        var squatter = new Tests.Core.RecordingPort("pa");
+        _reconciler.FindBridge("br0")!.AddPort(squatter);
+        var config = Config(Bridge("br0", Patch("pa", "br1/pb")), Bridge("br1", Patch("pb", "br0/pa")));
+        for (var apply = 0; apply < 2; apply++)
+        {
+            var errors = _reconciler.Apply(config);
+            Assert.Contains(errors, e => e.Contains("br1/pb") && e.Contains("already has a port pa"));
+            Assert.Empty(_reconciler.FindBridge("br1")!.Ports);
+            Assert.Same(squatter, Assert.Single(_reconciler.FindBridge("br0")!.Ports));
+        }
+
+        // Once the name is free the pair comes up, both ends together.
+        _reconciler.FindBridge("br0")!.RemovePort(squatter);
+        Assert.Empty(_reconciler.RetryFailed());
+        var pa = Assert.IsType<PatchPort>(_reconciler.FindBridge("br0")!.FindPort("pa"));
+        Assert.Same(_reconciler.FindBridge("br1")!.FindPort("pb"), pa.Peer);
     }
 
     [Fact]
