@@ -242,7 +242,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
         w.WriteEndObject();
     }
 
-    public static string FormatMac(ulong mac) => string.Join(':', Enumerable.Range(0, 6).Select(i => ((mac >> (40 - 8 * i)) & 0xFF).ToString("x2", CultureInfo.InvariantCulture)));
+    public static string FormatMac(ulong mac) => SwitchConfigMapping.FormatMac(mac);
 
     private async Task CaptureAsync(HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {

@@ -452,6 +452,13 @@ public sealed class ForwardingDatabase
         return true;
     }
 
+    /// <summary>The port of the static entry for (mac, vlan), or -1 when there is none or the entry was learned.</summary>
+    public int StaticPort(ulong mac, int vlan)
+    {
+        var i = Find(Key(mac, vlan));
+        return i >= 0 && IsStatic(_slots[i]) ? PortOf(_slots[i]) : -1;
+    }
+
     public bool Remove(ulong mac, int vlan)
     {
         var i = Find(Key(mac, vlan));

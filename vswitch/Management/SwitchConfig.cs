@@ -11,7 +11,7 @@ public sealed record SwitchConfig(IReadOnlyDictionary<string, BridgeConfig> Brid
     public static SwitchConfig Default => new(new SortedDictionary<string, BridgeConfig>(StringComparer.Ordinal) { ["xenbr0"] = new BridgeConfig("xenbr0") });
 }
 
-/// <summary>One bridge: its settings, ports and mirrors.</summary>
+/// <summary>One bridge: its settings, ports, mirrors and static FDB entries.</summary>
 public sealed record BridgeConfig(string Name)
 {
     public const int DefaultMtu = 1500;
@@ -23,16 +23,28 @@ public sealed record BridgeConfig(string Name)
     public int FdbLimit { get; init; } = DefaultFdbLimit;
     public IReadOnlyDictionary<string, PortConfig> Ports { get; init; } = new SortedDictionary<string, PortConfig>(StringComparer.Ordinal);
     public IReadOnlyDictionary<string, MirrorConfig> Mirrors { get; init; } = new SortedDictionary<string, MirrorConfig>(StringComparer.Ordinal);
+    /// <summary>Static FDB entries, at most one per (VLAN, MAC); order carries no meaning.</summary>
+    public IReadOnlyList<StaticFdbEntry> StaticFdb { get; init; } = [];
 
     public bool Equals(BridgeConfig? other) =>
         other is not null && Name == other.Name && Mtu == other.Mtu && FdbAgingSeconds == other.FdbAgingSeconds && FdbLimit == other.FdbLimit
-        && SameEntries(Ports, other.Ports) && SameEntries(Mirrors, other.Mirrors);
+        && SameEntries(Ports, other.Ports) && SameEntries(Mirrors, other.Mirrors)
+        && StaticFdb.Count == other.StaticFdb.Count && StaticFdb.ToHashSet().SetEquals(other.StaticFdb);
 
-    public override int GetHashCode() => HashCode.Combine(Name, Mtu, FdbAgingSeconds, FdbLimit, Ports.Count, Mirrors.Count);
+    public override int GetHashCode() => HashCode.Combine(Name, Mtu, FdbAgingSeconds, FdbLimit, Ports.Count, Mirrors.Count, StaticFdb.Count);
 
     internal static bool SameEntries<T>(IReadOnlyDictionary<string, T> a, IReadOnlyDictionary<string, T> b) =>
         a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && EqualityComparer<T>.Default.Equals(kv.Value, v));
 }
+
+/// <summary>
+/// A static FDB entry (Open vSwitch's <c>fdb/add</c>, <c>bridge fdb add … static</c>): frames to
+/// <paramref name="Mac"/> on <paramref name="Vlan"/> go to the port named <paramref name="Port"/>, which
+/// may be a configured port or a vif netback attaches; the entry never ages and learning never moves it.
+/// <paramref name="Vlan"/> is the VLAN the bridge puts the frames on: an access port's tag, 0 for untagged
+/// frames on a trunk.
+/// </summary>
+public readonly record struct StaticFdbEntry(ulong Mac, int Vlan, string Port);
 
 /// <summary>A token-bucket limit per second with a one-time burst (Firecracker's semantics); 0 = none.</summary>
 public readonly record struct RateConfig(long BytesPerSecond, long PacketsPerSecond, long BytesBurst, long PacketsBurst)

@@ -15,8 +15,10 @@ public sealed record ConfigError(string Key, string Value, string Message)
 /// <c>&lt;br&gt;/{mtu,fdb-aging,fdb-limit}</c>,
 /// <c>&lt;br&gt;/port/&lt;p&gt;/{kind,admin,vlan-mode,tag,trunks,mtu,option/&lt;k&gt;,ingress/…,egress/…}</c> with rate keys
 /// <c>{bytes-per-sec,packets-per-sec,bytes-burst,packets-burst}</c>,
-/// <c>&lt;br&gt;/mirror/&lt;m&gt;/{file,ports,directions,vlans,filter,snaplen,format}</c>.
-/// Parsing never throws: a bad key drops its port, mirror or bridge and is reported, the rest stands
+/// <c>&lt;br&gt;/mirror/&lt;m&gt;/{file,ports,directions,vlans,filter,snaplen,format}</c>,
+/// <c>&lt;br&gt;/fdb-static/&lt;vlan&gt;/&lt;aa-bb-cc-dd-ee-ff&gt; = &lt;port&gt;</c> (the FDB's own key, VLAN then MAC;
+/// '-' in the MAC because xenstore paths do not allow ':').
+/// Parsing never throws: a bad key drops its port, mirror, static entry or bridge and is reported, the rest stands
 /// (the store is dom0-only, but a typo must not take the whole switch down).
 /// </summary>
 public static class SwitchConfigMapping
@@ -68,7 +70,38 @@ public static class SwitchConfigMapping
         keys[$"{b}/fdb-limit"] = Int(bridge.FdbLimit);
         foreach (var port in bridge.Ports.Values) AddPortKeys(keys, $"{b}/port/{port.Name}", port);
         foreach (var mirror in bridge.Mirrors.Values) AddMirrorKeys(keys, $"{b}/mirror/{mirror.Name}", mirror);
+        foreach (var entry in bridge.StaticFdb) keys[$"{b}/{StaticFdbKey(entry.Mac, entry.Vlan)}"] = entry.Port;
     }
+
+    /// <summary>Where a bridge keeps its static entry for (mac, vlan), relative to the bridge: <c>fdb-static/10/02-00-00-00-00-01</c>.</summary>
+    public static string StaticFdbKey(ulong mac, int vlan) => $"fdb-static/{Int(vlan)}/{FormatMac(mac, '-')}";
+
+    /// <summary>A MAC as six pairs of lower-case hex digits: <c>02:00:00:00:00:01</c>, or with '-' as xenstore keys spell it.</summary>
+    public static string FormatMac(ulong mac, char separator = ':') =>
+        string.Join(separator, Enumerable.Range(0, 6).Select(i => ((mac >> (40 - 8 * i)) & 0xFF).ToString("x2", CultureInfo.InvariantCulture)));
+
+    /// <summary>Six pairs of hex digits, all separated by ':' or all by '-' (either case).</summary>
+    public static bool TryParseMac(string text, out ulong mac)
+    {
+        mac = 0;
+        if (text.Length != 17 || text[2] is not (':' or '-')) return false;
+        for (var i = 0; i < 6; i++)
+        {
+            if (i > 0 && text[3 * i - 1] != text[2]) return false;
+            if (!byte.TryParse(text.AsSpan(3 * i, 2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var b)) return false;
+            mac = mac << 8 | b;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Why <paramref name="mac"/> cannot be a static entry's, or null: frames to a group address (the low
+    /// bit of the first byte: multicast, broadcast) are flooded, never looked up, and no station has the zero address.
+    /// </summary>
+    public static string? StaticMacProblem(ulong mac) =>
+        (mac >> 40 & 1) != 0 ? $"{FormatMac(mac)} is a group (multicast or broadcast) address, which the switch floods; valid: a unicast MAC (the low bit of the first byte clear)"
+        : mac == 0 ? "00:00:00:00:00:00 is no station's address; valid: a unicast MAC such as 02:00:00:00:00:01"
+        : null;
 
     /// <summary>The keys of one port below <paramref name="prefix"/> (e.g. <c>xenbr0/port/tap0</c>).</summary>
     public static void AddPortKeys(IDictionary<string, string> keys, string prefix, PortConfig port)
@@ -150,6 +183,7 @@ public static class SwitchConfigMapping
         var bridge = new BridgeConfig(name);
         var ports = new SortedDictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
         var mirrors = new SortedDictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
+        var staticFdb = new List<(string Key, string Value)>();
         foreach (var (key, value) in keys)
         {
             var full = $"{name}/{key}";
@@ -164,11 +198,12 @@ public static class SwitchConfigMapping
                 case "fdb-limit":
                     if (Number(full, value, 1, 1 << 20, errors) is { } limit) bridge = bridge with { FdbLimit = (int)limit };
                     break;
-                case "port" or "mirror":
+                case "port" or "mirror" or "fdb-static":
                     break;
                 default:
-                    if (!Group(key, value, "port/", ports) && !Group(key, value, "mirror/", mirrors))
-                        errors.Add(new ConfigError(full, value, "unknown bridge key; valid: mtu, fdb-aging, fdb-limit, port/<name>/…, mirror/<name>/…"));
+                    if (key.StartsWith("fdb-static/", StringComparison.Ordinal)) staticFdb.Add((key, value));
+                    else if (!Group(key, value, "port/", ports) && !Group(key, value, "mirror/", mirrors))
+                        errors.Add(new ConfigError(full, value, "unknown bridge key; valid: mtu, fdb-aging, fdb-limit, port/<name>/…, mirror/<name>/…, fdb-static/<vlan>/<mac>"));
                     break;
             }
         }
@@ -179,7 +214,76 @@ public static class SwitchConfigMapping
         var mirrorConfigs = new SortedDictionary<string, MirrorConfig>(StringComparer.Ordinal);
         foreach (var (m, sub) in mirrors)
             if (ParseMirror($"{name}/mirror/{m}", m, sub, errors) is { } mirror) mirrorConfigs[m] = mirror;
-        return bridgeErrors ? null : bridge with { Ports = portConfigs, Mirrors = mirrorConfigs };
+        var entries = ParseStaticFdb(name, staticFdb, errors);
+        return bridgeErrors ? null : bridge with { Ports = portConfigs, Mirrors = mirrorConfigs, StaticFdb = entries };
+    }
+
+    private const string StaticFdbLayout = "a static entry is fdb-static/<vlan>/<mac> = <port>, e.g. fdb-static/0/02-00-00-00-00-01 = tap0 (VLAN 0: untagged frames on a trunk port)";
+
+    /// <summary>
+    /// A bridge's <c>fdb-static/&lt;vlan&gt;/&lt;mac&gt;</c> keys (relative to the bridge, with their VLAN
+    /// directory nodes); a bad one drops that entry alone. Of two keys for one (VLAN, MAC), spelled apart
+    /// (<c>10</c> and <c>010</c>, upper and lower case), one stands and the other is an error.
+    /// </summary>
+    private static List<StaticFdbEntry> ParseStaticFdb(string bridge, List<(string Key, string Value)> keys, List<ConfigError> errors)
+    {
+        var entries = new List<StaticFdbEntry>();
+        var seen = new Dictionary<(int, ulong), (string Key, StaticFdbEntry Entry)>();
+        foreach (var (key, value) in keys.OrderBy(k => k.Key, StringComparer.Ordinal))
+        {
+            var full = $"{bridge}/{key}";
+            var parts = key.Split('/');
+            if (parts.Length == 2)
+            {
+                // The VLAN's directory node; a value here is an entry written one level too high.
+                if (value.Length > 0) errors.Add(new ConfigError(full, value, $"not an entry; {StaticFdbLayout}"));
+                continue;
+            }
+            if (parts.Length != 3)
+            {
+                errors.Add(new ConfigError(full, value, $"unknown key; {StaticFdbLayout}"));
+                continue;
+            }
+            if (!long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var vlan) || vlan > 4094)
+            {
+                errors.Add(new ConfigError(full, value, $"VLAN '{parts[1]}' is invalid; valid: 0-4094 (0: untagged frames on a trunk port; an access port's frames are on its tag)"));
+                continue;
+            }
+            if (!TryParseMac(parts[2], out var mac) || parts[2].Contains(':'))
+            {
+                errors.Add(new ConfigError(full, value, $"MAC '{parts[2]}' is invalid; valid: six pairs of hex digits separated by '-', e.g. 02-00-00-00-00-01 (xenstore paths do not allow ':')"));
+                continue;
+            }
+            if (StaticMacProblem(mac) is { } problem)
+            {
+                errors.Add(new ConfigError(full, value, problem));
+                continue;
+            }
+            if (!IsValidPortReference(value))
+            {
+                errors.Add(new ConfigError(full, value, "valid: the name of a port of the bridge (1-15 of A-Za-z0-9_.-)"));
+                continue;
+            }
+            var entry = new StaticFdbEntry(mac, (int)vlan, value);
+            if (seen.TryGetValue(((int)vlan, mac), out var other))
+            {
+                // The spelling xenio writes wins; of two others, the first in key order.
+                if (key == StaticFdbKey(mac, (int)vlan))
+                {
+                    errors.Add(new ConfigError($"{bridge}/{other.Key}", other.Entry.Port, $"the same entry as {full}; remove one of them"));
+                    entries[entries.IndexOf(other.Entry)] = entry;
+                    seen[((int)vlan, mac)] = (key, entry);
+                }
+                else
+                {
+                    errors.Add(new ConfigError(full, value, $"the same entry as {bridge}/{other.Key}; remove one of them"));
+                }
+                continue;
+            }
+            seen[((int)vlan, mac)] = (key, entry);
+            entries.Add(entry);
+        }
+        return entries;
     }
 
     private static bool Group(string key, string value, string prefix, SortedDictionary<string, Dictionary<string, string>> groups)

@@ -5,12 +5,13 @@ using XenIo.VSwitch.Ports;
 namespace XenIo.VSwitch.Management;
 
 /// <summary>
-/// Makes the live bridges, ports and mirrors match a <see cref="SwitchConfig"/>: adds and removes bridges
-/// and ports at runtime, re-creates a port whose kind or options changed, and changes VLAN, MTU, rate
-/// limits and admin state in place (the port keeps its TAP, socket and counters). A bridge whose FDB
-/// limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
-/// options) are reported per port and leave the rest applied; a port that fails is left detached and
-/// tried again by <see cref="RetryFailed"/>. Nothing throws out of <see cref="Apply"/>.
+/// Makes the live bridges, ports, mirrors and static FDB entries match a <see cref="SwitchConfig"/>: adds
+/// and removes bridges and ports at runtime, re-creates a port whose kind or options changed, and changes
+/// VLAN, MTU, rate limits and admin state in place (the port keeps its TAP, socket and counters). A bridge
+/// whose FDB limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
+/// options, a static entry for a port the bridge lacks) are reported per port or entry and leave the rest
+/// applied; a port that fails is left detached and tried again by <see cref="RetryFailed"/>. Nothing
+/// throws out of <see cref="Apply"/>.
 /// </summary>
 public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = null) : IDisposable
 {
@@ -20,6 +21,8 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         public BridgeConfig Config = config;
         public readonly Dictionary<string, (SwitchPort Port, PortConfig Config)> Ports = [];
         public readonly Dictionary<string, (Mirror Mirror, MirrorConfig Config, FileCaptureSink File)> Mirrors = [];
+        /// <summary>The (MAC, VLAN) of every static entry this reconciler put in the bridge's FDB, so it can take back those the configuration drops.</summary>
+        public readonly HashSet<(ulong Mac, int Vlan)> StaticFdb = [];
     }
 
     private readonly Lock _gate = new();
@@ -63,11 +66,22 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
     /// <summary>
     /// Applies the last configuration again if the last apply left errors (a TAP another bridge held, a
     /// socket in use), so a port that failed comes up once what stood in its way is gone, not at the next
-    /// unrelated change. netback calls it on its housekeeping tick. Returns the errors left.
+    /// unrelated change. Without errors it brings the static FDB entries up to date alone: ports the
+    /// reconciler does not make (netback's vifs) join and leave bridges between applies, and a port that
+    /// leaves takes its entries with it. netback calls it on its housekeeping tick. Returns the errors left.
     /// </summary>
     public IReadOnlyList<string> RetryFailed()
     {
-        lock (_gate) return _desired is not null && _errors.Count > 0 ? ApplyLocked(_desired) : _errors;
+        lock (_gate)
+        {
+            if (_desired is null) return _errors;
+            if (_errors.Count > 0) return ApplyLocked(_desired);
+            var errors = new List<string>();
+            foreach (var want in _desired.Bridges.Values)
+                if (_bridges.TryGetValue(want.Name, out var live)) ApplyStaticFdb(live, want, errors);
+            if (errors.Count > 0) Publish(errors);
+            return errors;
+        }
     }
 
     private List<string> ApplyLocked(SwitchConfig desired)
@@ -103,13 +117,65 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             foreach (var port in want.Ports.Values.Where(p => p.Kind == "patch"))
                 AddPatch(desired, want, port, errors);
         foreach (var want in desired.Bridges.Values) AddMirrors(_bridges[want.Name], want, errors);
+        // Static entries last: the ports they name, patch ports included, are in place.
+        foreach (var want in desired.Bridges.Values) ApplyStaticFdb(_bridges[want.Name], want, errors);
+        Publish(errors);
+        return errors;
+    }
 
-        // An error that stays is said once (a retry every tick must not flood the log); /errors keeps it.
+    /// <summary>Makes <paramref name="errors"/> the current ones; an error that stays is said once (a retry every tick must not flood the log), /errors keeps it.</summary>
+    private void Publish(List<string> errors)
+    {
         var before = _errors.ToHashSet(StringComparer.Ordinal);
         Volatile.Write(ref _errors, errors);
         foreach (var e in errors)
             if (!before.Contains(e)) Log(e);
-        return errors;
+    }
+
+    /// <summary>
+    /// Makes the bridge's static FDB entries those of <paramref name="want"/>, each on its port as the port
+    /// is now: a port's removal takes its entries with it (<see cref="Bridge.RemovePort"/>), so a re-created
+    /// port, or a vif that joins again, gets them back here. An entry whose port the bridge lacks, or that a
+    /// full table cannot take, is an error; the other entries stand. Under the bridge's lock: frames see the
+    /// table before or after an entry changes, never between.
+    /// </summary>
+    private void ApplyStaticFdb(LiveBridge live, BridgeConfig want, List<string> errors)
+    {
+        var wanted = want.StaticFdb.Select(e => (e.Mac, e.Vlan)).ToHashSet();
+        live.Bridge.WithLock(bridge =>
+        {
+            var fdb = bridge.Fdb;
+            foreach (var (mac, vlan) in live.StaticFdb.ToArray())
+            {
+                if (wanted.Contains((mac, vlan))) continue;
+                if (fdb.StaticPort(mac, vlan) >= 0)
+                {
+                    fdb.Remove(mac, vlan);
+                    Log($"fdb {want.Name}: static {SwitchConfigMapping.FormatMac(mac)} vlan {vlan} removed");
+                }
+                live.StaticFdb.Remove((mac, vlan));
+            }
+            foreach (var entry in want.StaticFdb)
+            {
+                var what = $"static fdb entry {want.Name} {SwitchConfigMapping.FormatMac(entry.Mac)} vlan {entry.Vlan}";
+                if (bridge.FindPort(entry.Port) is not { } port)
+                {
+                    // Left on the port it named before would send its frames where the configuration no longer says.
+                    if (fdb.StaticPort(entry.Mac, entry.Vlan) >= 0) fdb.Remove(entry.Mac, entry.Vlan);
+                    errors.Add($"{what}: bridge {want.Name} has no port {entry.Port}; the entry applies when that port joins");
+                    continue;
+                }
+                if (fdb.StaticPort(entry.Mac, entry.Vlan) == port.Index) continue;
+                if (!fdb.AddStatic(entry.Mac, entry.Vlan, port.Index))
+                {
+                    errors.Add($"{what}: the FDB is full ({fdb.Limit} entries); raise fdb-limit or flush learned entries");
+                    continue;
+                }
+                live.StaticFdb.Add((entry.Mac, entry.Vlan));
+                Log($"fdb {want.Name}: static {SwitchConfigMapping.FormatMac(entry.Mac)} vlan {entry.Vlan} on port {entry.Port}");
+            }
+            return 0;
+        });
     }
 
     private void RemoveUnwantedPorts(LiveBridge live, BridgeConfig want)

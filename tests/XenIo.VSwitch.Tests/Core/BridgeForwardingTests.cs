@@ -101,6 +101,26 @@ public class BridgeForwardingTests
     }
 
     [Fact]
+    public void A_batch_from_a_static_mac_on_another_port_does_not_move_it()
+    {
+        // The batch path takes a source it knows on another port the long way; that way must keep static entries too.
+        Assert.True(_bridge.Fdb.AddStatic(Mac(7), 0, _p3.Index));
+        _time.Advance(TimeSpan.FromDays(1));
+        var toSeven = Build(Mac(7), Mac(2));
+        _p2.InjectBatch([Packet(Build(Broadcast, Mac(7))), Packet(toSeven)]);
+        Assert.Equal(_p3.Index, _bridge.Fdb.Lookup(Mac(7), 0));
+        Assert.Equal(toSeven, _p3.Sent[^1].Frame);
+        Assert.Single(_p1.Sent); // the broadcast only
+    }
+
+    private static PacketBuffer Packet(byte[] frame)
+    {
+        var buffer = new byte[PacketBuffer.Headroom + frame.Length];
+        frame.CopyTo(buffer, PacketBuffer.Headroom);
+        return PacketBuffer.Wrap(buffer, PacketBuffer.Headroom, frame.Length);
+    }
+
+    [Fact]
     public void A_mac_moving_within_three_seconds_is_damped_then_moves()
     {
         _p1.Inject(Build(Broadcast, Mac(5)));

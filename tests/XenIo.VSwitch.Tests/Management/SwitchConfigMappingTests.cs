@@ -25,6 +25,7 @@ public sealed class SwitchConfigMappingTests
             FdbLimit = 1024,
             Ports = new SortedDictionary<string, PortConfig> { ["vif1"] = access, ["up0"] = trunk, ["qemu0"] = native, ["pa"] = patchA },
             Mirrors = new SortedDictionary<string, MirrorConfig> { ["m0"] = mirror },
+            StaticFdb = [new(0x02_00_00_00_00_01, 10, "vif1"), new(0x02_00_00_00_00_0a, 0, "up0"), new(0x00_16_3e_00_00_01, 0, "vif3.0")],
         };
         var br1 = new BridgeConfig("br1") { Ports = new SortedDictionary<string, PortConfig> { ["pb"] = new PortConfig("pb", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "xenbr0/pa" } } } };
         return new SwitchConfig(new SortedDictionary<string, BridgeConfig> { ["xenbr0"] = br0, ["br1"] = br1 });
@@ -60,6 +61,10 @@ public sealed class SwitchConfigMappingTests
         Assert.False(keys.ContainsKey("xenbr0/port/up0/tag"));
         Assert.Equal("pcapng", keys["xenbr0/mirror/m0/format"]);
         Assert.Equal("in", keys["xenbr0/mirror/m0/directions"]);
+        // VLAN, then the MAC with '-' (xenstore paths do not allow ':'), as the FDB keys its entries.
+        Assert.Equal("vif1", keys["xenbr0/fdb-static/10/02-00-00-00-00-01"]);
+        Assert.Equal("up0", keys["xenbr0/fdb-static/0/02-00-00-00-00-0a"]);
+        Assert.Equal("vif3.0", keys["xenbr0/fdb-static/0/00-16-3e-00-00-01"]);
     }
 
     [Fact]
@@ -101,6 +106,19 @@ public sealed class SwitchConfigMappingTests
         { "br0/mirror/m/vlans", "a-b", "br0/mirror/m/vlans", "VLAN ids" },
         { "br0/mirror/m/ports", "a b", "br0/mirror/m/ports", "port names" },
         { "br0/mirror/m/depth", "3", "br0/mirror/m/depth", "unknown mirror key" },
+        { "br0/fdb-static/0/01-00-5e-00-00-01", "p1", "br0/fdb-static/0/01-00-5e-00-00-01", "valid: a unicast MAC" },
+        { "br0/fdb-static/0/ff-ff-ff-ff-ff-ff", "p1", "br0/fdb-static/0/ff-ff-ff-ff-ff-ff", "valid: a unicast MAC" },
+        { "br0/fdb-static/0/00-00-00-00-00-00", "p1", "br0/fdb-static/0/00-00-00-00-00-00", "valid: a unicast MAC" },
+        { "br0/fdb-static/0/02-00-00-00-01", "p1", "br0/fdb-static/0/02-00-00-00-01", "e.g. 02-00-00-00-00-01" },
+        { "br0/fdb-static/0/02-00-00-00-00-0g", "p1", "br0/fdb-static/0/02-00-00-00-00-0g", "e.g. 02-00-00-00-00-01" },
+        { "br0/fdb-static/0/02_00_00_00_00_01", "p1", "br0/fdb-static/0/02_00_00_00_00_01", "e.g. 02-00-00-00-00-01" },
+        { "br0/fdb-static/4095/02-00-00-00-00-01", "p1", "br0/fdb-static/4095/02-00-00-00-00-01", "0-4094" },
+        { "br0/fdb-static/-1/02-00-00-00-00-01", "p1", "br0/fdb-static/-1/02-00-00-00-00-01", "0-4094" },
+        { "br0/fdb-static/ten/02-00-00-00-00-01", "p1", "br0/fdb-static/ten/02-00-00-00-00-01", "0-4094" },
+        { "br0/fdb-static/0/02-00-00-00-00-01", "", "br0/fdb-static/0/02-00-00-00-00-01", "the name of a port" },
+        { "br0/fdb-static/0/02-00-00-00-00-01", "a port", "br0/fdb-static/0/02-00-00-00-00-01", "the name of a port" },
+        { "br0/fdb-static/02-00-00-00-00-01", "p1", "br0/fdb-static/02-00-00-00-00-01", "fdb-static/<vlan>/<mac> = <port>" },
+        { "br0/fdb-static/0/02-00-00-00-00-01/port", "p1", "br0/fdb-static/0/02-00-00-00-00-01/port", "fdb-static/<vlan>/<mac> = <port>" },
     };
 
     [Theory]
@@ -112,6 +130,7 @@ public sealed class SwitchConfigMappingTests
             ["br0/port/p1/kind"] = "tap",
             ["br0/port/p2/kind"] = "tap",
             ["br0/mirror/m/file"] = "/tmp/m.pcap",
+            ["br0/fdb-static/0/02-00-00-00-00-99"] = "p2",
             [key] = value,
         };
         var errors = new List<ConfigError>();
@@ -132,10 +151,68 @@ public sealed class SwitchConfigMappingTests
             Assert.Empty(config.Bridges["br0"].Mirrors);
             Assert.Equal(2, config.Bridges["br0"].Ports.Count);
         }
+        else if (key.StartsWith("br0/fdb-static/", StringComparison.Ordinal))
+        {
+            // Only the broken entry is left out.
+            Assert.Equal([new StaticFdbEntry(0x02_00_00_00_00_99, 0, "p2")], config.Bridges["br0"].StaticFdb);
+            Assert.Equal(2, config.Bridges["br0"].Ports.Count);
+            Assert.Single(config.Bridges["br0"].Mirrors);
+        }
         else
         {
             Assert.False(config.Bridges.ContainsKey("br0"));
         }
+    }
+
+    [Fact]
+    public void StaticFdbEntriesParseBelowTheirDirectoryNodesAndMayNameAVif()
+    {
+        var keys = new Dictionary<string, string>
+        {
+            ["br1"] = "", ["br1/fdb-static"] = "", ["br1/fdb-static/0"] = "", ["br1/fdb-static/20"] = "",
+            ["br1/fdb-static/0/02-00-00-00-00-01"] = "tap0",
+            ["br1/fdb-static/20/02-00-00-00-00-01"] = "vif3.0",
+            ["br1/fdb-static/20/00-16-3E-AB-CD-EF"] = "tap0",
+        };
+        var errors = new List<ConfigError>();
+        var bridge = SwitchConfigMapping.Parse(keys, errors).Bridges["br1"];
+        Assert.Empty(errors);
+        Assert.Equal(
+            [new StaticFdbEntry(0x02_00_00_00_00_01, 0, "tap0"), new StaticFdbEntry(0x00_16_3e_ab_cd_ef, 20, "tap0"), new StaticFdbEntry(0x02_00_00_00_00_01, 20, "vif3.0")],
+            bridge.StaticFdb.OrderBy(e => (e.Vlan, e.Mac)));
+        // Written back in the canonical spelling.
+        Assert.Equal("tap0", SwitchConfigMapping.ToKeys(new SwitchConfig(new Dictionary<string, BridgeConfig> { ["br1"] = bridge }))["br1/fdb-static/20/00-16-3e-ab-cd-ef"]);
+    }
+
+    [Fact]
+    public void One_vlan_and_mac_spelled_two_ways_keeps_the_spelling_xenio_writes_and_names_the_other()
+    {
+        var errors = new List<ConfigError>();
+        var config = SwitchConfigMapping.Parse(new Dictionary<string, string>
+        {
+            ["br0/fdb-static/10/02-00-00-00-00-0a"] = "p1",
+            ["br0/fdb-static/010/02-00-00-00-00-0A"] = "p2",
+        }, errors);
+        var error = Assert.Single(errors);
+        Assert.Equal(("br0/fdb-static/010/02-00-00-00-00-0A", "p2"), (error.Key, error.Value));
+        Assert.Contains("the same entry as br0/fdb-static/10/02-00-00-00-00-0a", error.Message);
+        Assert.Equal([new StaticFdbEntry(0x02_00_00_00_00_0a, 10, "p1")], config.Bridges["br0"].StaticFdb);
+    }
+
+    [Theory]
+    [InlineData("02:00:00:00:00:0a", 0x02_00_00_00_00_0aUL)]
+    [InlineData("02-00-00-00-00-0A", 0x02_00_00_00_00_0aUL)]
+    [InlineData("ff:ff:ff:ff:ff:ff", 0xff_ff_ff_ff_ff_ffUL)]
+    [InlineData("02:00-00:00:00:0a", null)]
+    [InlineData("02:00:00:00:00", null)]
+    [InlineData("02:00:00:00:00:0a:01", null)]
+    [InlineData("2:00:00:00:00:0a0", null)]
+    [InlineData("02:00:00:00:00:+a", null)]
+    [InlineData("0200.0000.000a", null)]
+    public void Macs_are_six_hex_pairs_with_one_separator(string text, ulong? expected)
+    {
+        Assert.Equal(expected is not null, SwitchConfigMapping.TryParseMac(text, out var mac));
+        if (expected is { } e) Assert.Equal(e, mac);
     }
 
     [Fact]

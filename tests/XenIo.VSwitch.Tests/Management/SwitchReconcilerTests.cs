@@ -326,3 +326,147 @@ public sealed class SwitchReconcilerFdbTests : IDisposable
         Assert.True(br0.Fdb.Lookup(0x02_00_00_00_00_01, 10) < 0);
     }
 }
+
+/// <summary>Static FDB entries from the configuration: applied, moved, taken back, re-applied when their port returns.</summary>
+public sealed class SwitchReconcilerStaticFdbTests : IDisposable
+{
+    private static readonly ulong Station = Frame.Mac(0x77);
+    private readonly string _dir = Directory.CreateTempSubdirectory("xenio-recon-").FullName;
+    private readonly EpollLoop _loop = new("recon-static");
+    private readonly List<string> _log = [];
+    private readonly SwitchReconciler _reconciler;
+
+    public SwitchReconcilerStaticFdbTests() => _reconciler = new SwitchReconciler(new PortFactory(_loop), line => { lock (_log) _log.Add(line); });
+
+    public void Dispose()
+    {
+        _reconciler.Dispose();
+        _loop.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private string SocketOf(string port) => $"{_dir}/{port}.sock";
+
+    private PortConfig Stream(string name) =>
+        new(name, "stream") { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{SocketOf(name)}" } };
+
+    private static SwitchConfig Config(BridgeConfig bridge) => new(new Dictionary<string, BridgeConfig> { [bridge.Name] = bridge });
+
+    private BridgeConfig Br0(params StaticFdbEntry[] entries) =>
+        new("br0") { Ports = new Dictionary<string, PortConfig> { ["s1"] = Stream("s1"), ["s2"] = Stream("s2") }, StaticFdb = entries };
+
+    private static StaticFdbEntry Static(ulong mac, int vlan, string port) => new(mac, vlan, port);
+
+    private Bridge Bridge => _reconciler.FindBridge("br0")!;
+
+    private FdbEntry? Entry(ulong mac, int vlan) => Bridge.WithLock(b => b.Fdb.Snapshot()).Cast<FdbEntry?>().SingleOrDefault(e => e!.Value.Mac == mac && e.Value.Vlan == vlan);
+
+    [Fact]
+    public void Entries_are_added_moved_and_taken_back_with_the_configuration()
+    {
+        Assert.Empty(_reconciler.Apply(Config(Br0(Static(Station, 0, "s1"), Static(Station, 10, "s2")))));
+        Assert.Equal(new FdbEntry(Station, 0, Bridge.FindPort("s1")!.Index, true, TimeSpan.Zero), Entry(Station, 0)!.Value with { Age = TimeSpan.Zero });
+        Assert.Equal(Bridge.FindPort("s2")!.Index, Bridge.Fdb.StaticPort(Station, 10));
+        Bridge.Fdb.Learn(Frame.Mac(1), 0, Bridge.FindPort("s2")!.Index);
+
+        // The configuration moves one entry to the other port and drops the other; a learned entry is not theirs to touch.
+        Assert.Empty(_reconciler.Apply(Config(Br0(Static(Station, 0, "s2")))));
+        Assert.Equal(Bridge.FindPort("s2")!.Index, Bridge.Fdb.StaticPort(Station, 0));
+        Assert.Null(Entry(Station, 10));
+        Assert.Equal(Bridge.FindPort("s2")!.Index, Bridge.Fdb.Lookup(Frame.Mac(1), 0));
+
+        Assert.Empty(_reconciler.Apply(Config(Br0())));
+        Assert.Equal(1, Bridge.Fdb.Count);
+        lock (_log) Assert.Contains(_log, l => l == "fdb br0: static 02:00:00:00:00:77 vlan 10 removed");
+    }
+
+    [Fact]
+    public void A_port_recreated_or_a_bridge_rebuilt_gets_its_entries_back()
+    {
+        var config = Br0(Static(Station, 0, "s1"));
+        Assert.Empty(_reconciler.Apply(Config(config)));
+        var old = Bridge.FindPort("s1")!;
+
+        // New options re-create s1, whose removal flushed its entries, static ones included.
+        var moved = Stream("s1") with { Options = new SortedDictionary<string, string> { ["listen"] = $"unix:{_dir}/elsewhere.sock" } };
+        Assert.Empty(_reconciler.Apply(Config(config with { Ports = new Dictionary<string, PortConfig> { ["s2"] = Stream("s2"), ["s1"] = moved } })));
+        var recreated = Bridge.FindPort("s1")!;
+        Assert.NotSame(old, recreated);
+        Assert.True(Entry(Station, 0)!.Value.Static);
+        Assert.Equal(recreated.Index, Bridge.Fdb.StaticPort(Station, 0));
+
+        // A new FDB limit builds a new bridge, and a new table.
+        var before = Bridge;
+        Assert.Empty(_reconciler.Apply(Config(config with { FdbLimit = 100 })));
+        Assert.NotSame(before, Bridge);
+        Assert.Equal(Bridge.FindPort("s1")!.Index, Bridge.Fdb.StaticPort(Station, 0));
+    }
+
+    [Fact]
+    public void An_entry_for_a_port_the_bridge_lacks_is_an_error_until_the_port_joins_and_the_rest_stand()
+    {
+        var config = Config(Br0(Static(Station, 0, "vif3.0"), Static(Frame.Mac(5), 0, "s1")));
+        var error = Assert.Single(_reconciler.Apply(config));
+        Assert.Equal("static fdb entry br0 02:00:00:00:00:77 vlan 0: bridge br0 has no port vif3.0; the entry applies when that port joins", error);
+        Assert.Equal([error], _reconciler.Errors);
+        Assert.Equal(Bridge.FindPort("s1")!.Index, Bridge.Fdb.StaticPort(Frame.Mac(5), 0));
+        Assert.Equal(-1, Bridge.Fdb.Lookup(Station, 0));
+
+        // A port the reconciler does not make (netback's vif) joins: the housekeeping retry applies the entry.
+        var vif = new RecordingPort("vif3.0");
+        Bridge.AddPort(vif);
+        Assert.Empty(_reconciler.RetryFailed());
+        Assert.Empty(_reconciler.Errors);
+        Assert.Equal(vif.Index, Bridge.Fdb.StaticPort(Station, 0));
+
+        // It leaves, taking the entry with it, and comes back: no error stood in between to prompt a retry.
+        Bridge.RemovePort(vif);
+        Assert.Equal(-1, Bridge.Fdb.Lookup(Station, 0));
+        Assert.Single(_reconciler.RetryFailed());
+        Bridge.AddPort(vif);
+        Assert.Empty(_reconciler.RetryFailed());
+        Assert.Equal(vif.Index, Bridge.Fdb.StaticPort(Station, 0));
+        lock (_log) Assert.Equal(2, _log.Count(l => l == error));
+    }
+
+    [Fact]
+    public void An_entry_moved_to_a_missing_port_leaves_the_port_it_named()
+    {
+        Assert.Empty(_reconciler.Apply(Config(Br0(Static(Station, 0, "s1")))));
+        Assert.Single(_reconciler.Apply(Config(Br0(Static(Station, 0, "gone")))));
+        Assert.Equal(-1, Bridge.Fdb.Lookup(Station, 0));
+    }
+
+    [Fact]
+    public void Entries_a_full_table_cannot_take_are_errors()
+    {
+        var config = Br0(Static(Frame.Mac(1), 0, "s1"), Static(Frame.Mac(2), 0, "s1")) with { FdbLimit = 1 };
+        var error = Assert.Single(_reconciler.Apply(Config(config)));
+        Assert.Contains("the FDB is full (1 entries)", error);
+        Assert.Equal(1, Bridge.Fdb.Count);
+    }
+
+    [Fact]
+    public void Frames_to_a_static_mac_go_to_its_port_and_frames_from_it_elsewhere_do_not_move_it()
+    {
+        Assert.Empty(_reconciler.Apply(Config(Br0(Static(Station, 0, "s1")))));
+        // No flap damping: a learned entry would move on the first frame from elsewhere.
+        Bridge.Fdb.MinPersistence = TimeSpan.Zero;
+        using var behindS1 = StreamPortTests.ConnectUnix(SocketOf("s1"));
+        using var behindS2 = StreamPortTests.ConnectUnix(SocketOf("s2"));
+        QueuePort.WaitUntil(() => ((StreamPort)Bridge.FindPort("s1")!).Connected && ((StreamPort)Bridge.FindPort("s2")!).Connected);
+
+        // The station's address arrives from behind s2 (a spoofer, a loop), flooded to s1 as any broadcast is.
+        var spoofed = Frame.Build(Frame.Broadcast, Station);
+        behindS2.Send(StreamPortTests.Prefixed(spoofed));
+        Assert.Equal(spoofed, StreamPortTests.ReadFrame(behindS1));
+        var toStation = Frame.Build(Station, Frame.Mac(2));
+        behindS2.Send(StreamPortTests.Prefixed(toStation));
+        Assert.Equal(toStation, StreamPortTests.ReadFrame(behindS1));
+        Assert.Equal(Bridge.FindPort("s1")!.Index, Bridge.Fdb.StaticPort(Station, 0));
+
+        // A flush forgets what was learned (Mac(2)), not the static entry.
+        Assert.Equal(1, Bridge.WithLock(b => b.Fdb.Flush()));
+        Assert.Equal(Bridge.FindPort("s1")!.Index, Bridge.Fdb.Lookup(Station, 0));
+    }
+}
