@@ -28,6 +28,8 @@ internal static partial class SwitchVerb
         command.Subcommands.Add(Show(runDir));
         command.Subcommands.Add(Fdb(runDir));
         command.Subcommands.Add(FdbFlush(runDir));
+        command.Subcommands.Add(FdbAdd(runDir));
+        command.Subcommands.Add(FdbDel(runDir));
         command.Subcommands.Add(Stats(runDir));
         command.Subcommands.Add(AddMirror(runDir));
         command.Subcommands.Add(DelMirror(runDir));
@@ -267,49 +269,6 @@ internal static partial class SwitchVerb
                 }
             }
             Console.Out.Write(sb.ToString());
-            return 0;
-        }));
-        return c;
-    }
-
-    private static Command Fdb(Option<string> runDir)
-    {
-        var br = BridgeArg();
-        var json = JsonOption();
-        var c = new Command("fdb", "show a bridge's forwarding database") { br, json };
-        c.SetAction((parse, ct) => Instance.Run(async () =>
-        {
-            var name = parse.GetValue(br)!;
-            CheckName("bridge", name);
-            using var doc = await Api(Instance.RunDirectory(parse, runDir), HttpMethod.Get, $"bridges/{name}/fdb", ct).ConfigureAwait(false);
-            if (parse.GetValue(json))
-            {
-                await PrintJson(doc).ConfigureAwait(false);
-                return 0;
-            }
-            var sb = new StringBuilder(" port  VLAN  MAC                Age\n");
-            foreach (var e in doc.RootElement.GetProperty("entries").EnumerateArray())
-                sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("port").GetString(),5}  {e.GetProperty("vlan").GetInt32(),4}  {e.GetProperty("mac").GetString()}  {(e.GetProperty("static").GetBoolean() ? "static" : e.GetProperty("age_seconds").GetInt64().ToString(CultureInfo.InvariantCulture))}\n");
-            // MACs behind VXLAN ports, with their remote tunnel endpoint, as `bridge fdb show` lists a vxlan's.
-            if (doc.RootElement.TryGetProperty("tunnel_entries", out var tunnels))
-                foreach (var e in tunnels.EnumerateArray())
-                    sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("mac").GetString()} dev {e.GetProperty("port").GetString()} dst {e.GetProperty("remote").GetString()} vni {e.GetProperty("vni").GetInt32()} age {e.GetProperty("age_seconds").GetInt64()}\n");
-            Console.Out.Write(sb.ToString());
-            return 0;
-        }));
-        return c;
-    }
-
-    private static Command FdbFlush(Option<string> runDir)
-    {
-        var br = BridgeArg();
-        var c = new Command("fdb-flush", "forget a bridge's learned MAC addresses") { br };
-        c.SetAction((parse, ct) => Instance.Run(async () =>
-        {
-            var name = parse.GetValue(br)!;
-            CheckName("bridge", name);
-            using var doc = await Api(Instance.RunDirectory(parse, runDir), HttpMethod.Post, $"bridges/{name}/fdb/flush", ct).ConfigureAwait(false);
-            Console.Out.WriteLine($"flushed {doc.RootElement.GetProperty("flushed").GetInt32()} entries");
             return 0;
         }));
         return c;

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using XenIo.Integration.Tests.VSwitch;
@@ -251,6 +253,117 @@ public sealed class SwitchVerbsTests : IDisposable
 
         Ok("switch", "del-br", br);
         WaitFor(() => !LinkExists(tapA), "bridge removal takes its TAP");
+        await StopAsync(netback);
+        await StopAsync(xenstored);
+    }
+
+    /// <summary>A bridge's FDB as <c>xenio switch fdb BR --json</c> lists it.</summary>
+    private List<(string Mac, int Vlan, string Port, bool Static)> FdbEntries(string bridge) =>
+        Json("switch", "fdb", bridge, "--json").GetProperty("entries").EnumerateArray()
+            .Select(e => (e.GetProperty("mac").GetString()!, e.GetProperty("vlan").GetInt32(), e.GetProperty("port").GetString()!, e.GetProperty("static").GetBoolean()))
+            .ToList();
+
+    private static Socket ConnectUnix(string path)
+    {
+        WaitFor(() => File.Exists(path), path);
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000 };
+        s.Connect(new UnixDomainSocketEndPoint(path));
+        return s;
+    }
+
+    /// <summary>One frame as QEMU's <c>-netdev stream</c> carries it: a big-endian u32 length, then the frame.</summary>
+    private static void SendFrame(Socket socket, byte[] frame)
+    {
+        var prefix = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(prefix, (uint)frame.Length);
+        socket.Send([.. prefix, .. frame]);
+    }
+
+    private static byte[] ReadFrame(Socket socket)
+    {
+        byte[] Exactly(int n)
+        {
+            var buffer = new byte[n];
+            for (var got = 0; got < n;)
+            {
+                var r = socket.Receive(buffer, got, n - got, SocketFlags.None);
+                if (r == 0) throw new EndOfStreamException();
+                got += r;
+            }
+            return buffer;
+        }
+        return Exactly((int)BinaryPrimitives.ReadUInt32BigEndian(Exactly(4)));
+    }
+
+    private static byte[] EthernetFrame(string destination, string source)
+    {
+        var frame = new byte[60];
+        Convert.FromHexString(destination.Replace(":", "", StringComparison.Ordinal)).CopyTo(frame, 0);
+        Convert.FromHexString(source.Replace(":", "", StringComparison.Ordinal)).CopyTo(frame, 6);
+        frame[12] = 0x88; // a local experimental EtherType (0x88B5): the switch forwards it as any other
+        frame[13] = 0xB5;
+        return frame;
+    }
+
+    [Fact]
+    public async Task StaticFdbEntriesAreConfiguredByTheVerbsRestoredAtStartAndKeptByLearningFlushAndPortRecreation()
+    {
+        const string br = "fdbbr", station = "02:00:00:00:00:77", other = "02:00:00:00:00:78";
+        string sock1 = Path.Combine(_root, "s1.sock"), sock2 = Path.Combine(_root, "s2.sock");
+        var xenstored = StartDaemon("xenstored", "--run-dir", _run, "--state-dir", Path.Combine(_root, "state"));
+        WaitFor(() => File.Exists(Path.Combine(_run, "xenstored", "socket")), "xenstored socket", xenstored);
+        Ok("switch", "add-br", br);
+        Ok("switch", "add-port", br, "s1", "--kind", "stream", "-o", $"listen=unix:{sock1}");
+        Ok("switch", "add-port", br, "s2", "--kind", "stream", "-o", $"listen=unix:{sock2}");
+
+        // Without netback the entry is configured; netback applies it when it starts.
+        var (code, _, err) = Verb("switch", "fdb-add", br, station, "s1");
+        Assert.True(code == 0, err);
+        Assert.Contains("the entry applies when it starts", err);
+        var netback = StartNetback();
+        WaitFor(() => Verb("switch", "fdb", br, "--json").Out.Contains(station), "the static entry restored at start", netback);
+        Assert.Contains((station, 0, "s1", true), FdbEntries(br));
+
+        // With netback up, fdb-add returns once the entry is in the table: the next listing shows it static on its port.
+        Ok("switch", "fdb-add", br, other, "s2", "--vlan", "0");
+        Assert.Contains((other, 0, "s2", true), FdbEntries(br));
+        Assert.Contains($"   s2     0  {other}  static", Ok("switch", "fdb", br));
+        Assert.Contains("bridge fdbbr has no port vif9.0; its ports: s1, s2", Verb("switch", "fdb-add", br, station, "vif9.0").Err);
+
+        // Frames to the station go to s1; frames from its address arriving on s2 do not move it.
+        using (var behind1 = ConnectUnix(sock1))
+        using (var behind2 = ConnectUnix(sock2))
+        {
+            // Both connections are up once a broadcast from behind s1 comes out behind s2.
+            var hello = EthernetFrame("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01");
+            WaitFor(() =>
+            {
+                SendFrame(behind1, hello);
+                return behind2.Poll(200_000, SelectMode.SelectRead);
+            }, "both stream ports connected", netback);
+            var spoofed = EthernetFrame("ff:ff:ff:ff:ff:ff", station);
+            SendFrame(behind2, spoofed);
+            Assert.Equal(spoofed, ReadFrame(behind1));
+            var toStation = EthernetFrame(station, "02:00:00:00:00:02");
+            SendFrame(behind2, toStation);
+            Assert.Equal(toStation, ReadFrame(behind1));
+        }
+        var entries = FdbEntries(br);
+        Assert.Contains((station, 0, "s1", true), entries);
+        Assert.Contains(("02:00:00:00:00:02", 0, "s2", false), entries);
+
+        // fdb-flush forgets what was learned, not the static entries.
+        Assert.Contains("flushed", Ok("switch", "fdb-flush", br));
+        Assert.Equal([(station, 0, "s1", true), (other, 0, "s2", true)], FdbEntries(br).Order());
+
+        // s1 re-created (new options): its removal flushed its entries, and netback puts the static one back.
+        var sock1b = Path.Combine(_root, "s1b.sock");
+        Ok("switch", "set-port", br, "s1", "-o", $"listen=unix:{sock1b}");
+        WaitFor(() => File.Exists(sock1b) && FdbEntries(br).Contains((station, 0, "s1", true)), "the entry back on the re-created port", netback);
+
+        Ok("switch", "fdb-del", br, other);
+        WaitFor(() => !FdbEntries(br).Any(e => e.Mac == other), "the deleted entry leaving the table", netback);
+        Assert.Contains("has no static entry for 02:00:00:00:00:78", Verb("switch", "fdb-del", br, other).Err);
         await StopAsync(netback);
         await StopAsync(xenstored);
     }
