@@ -8,7 +8,8 @@ namespace XenIo.VSwitch.Management;
 /// Makes the live bridges, ports and mirrors match a <see cref="SwitchConfig"/>: adds and removes bridges
 /// and ports at runtime, re-creates a port whose kind or options changed, and changes VLAN, MTU, rate
 /// limits and admin state in place (the port keeps its TAP, socket and counters). A bridge whose FDB
-/// limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
+/// limit changes is re-created (the table is sized once). A removed bridge lets go of every port on it,
+/// those it did not create (vifs) included. Failures (a TAP the kernel refuses, bad
 /// options) are reported per port and leave the rest applied; a port that fails is left detached and
 /// tried again by <see cref="RetryFailed"/>. Nothing throws out of <see cref="Apply"/>.
 /// </summary>
@@ -303,6 +304,9 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         var live = _bridges[name];
         foreach (var port in live.Ports.Keys.ToArray())
             if (live.Ports.ContainsKey(port)) RemovePort(live, port);
+        // Ports the configuration does not own (netback's vifs) leave too: their owner keeps them and
+        // attaches them to a bridge of the same name if one comes back.
+        foreach (var port in live.Bridge.Ports) live.Bridge.RemovePort(port);
         foreach (var (mirror, _, _) in live.Mirrors.Values) mirror.Dispose();
         _bridges.Remove(name);
         Log($"bridge {name} removed");
