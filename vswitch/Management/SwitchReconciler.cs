@@ -11,7 +11,8 @@ namespace XenIo.VSwitch.Management;
 /// limit changes is re-created (the table is sized once). A removed bridge lets go of every port on it,
 /// those it did not create (vifs) included. Failures (a TAP the kernel refuses, bad
 /// options) are reported per port and leave the rest applied; a port that fails is left detached and
-/// tried again by <see cref="RetryFailed"/>. Nothing throws out of <see cref="Apply"/>.
+/// tried again by <see cref="RetryFailed"/>, except a live TAP whose interface refuses a new MTU, which
+/// stays as it was. A TAP or internal port's MTU is its interface's too. Nothing throws out of <see cref="Apply"/>.
 /// </summary>
 public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = null) : IDisposable
 {
@@ -135,6 +136,13 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
                     Configure(existing.Port, wanted, want, existing.Config);
                     live.Ports[wanted.Name] = (existing.Port, wanted);
                 }
+                catch (IOException e) when (existing.Port is TapPort)
+                {
+                    // The interface refused its MTU (it was moved to another namespace, say): nothing was changed,
+                    // and the port stays as it was, since detaching it would close the TAP and destroy the
+                    // interface wherever it is now. Tried again, and reported, until the config or interface allows it.
+                    errors.Add($"port {want.Name}/{wanted.Name}: {e.Message}");
+                }
                 catch (Exception e)
                 {
                     // Fail closed: a port that cannot have its settings (its VLANs above all) does not stay with
@@ -223,7 +231,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             : null;
         var ingress = old is null || old.Ingress != config.Ingress ? config.Ingress.Build() : port.IngressLimit;
         var egress = old is null || old.Egress != config.Egress ? config.Egress.Build() : port.EgressLimit;
-        // The MTU setter checks its range; it goes first so that a refusal changes nothing else.
+        // The MTU setter checks its range (and a TAP's interface may refuse it); it goes first so that a refusal changes nothing else.
         if (config.Mtu is { } mtu) port.Mtu = mtu;
         else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
         if (vlan is not null) port.Vlan = vlan;

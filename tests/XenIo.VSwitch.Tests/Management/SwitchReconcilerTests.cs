@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using XenIo.Net.Tap;
+using XenIo.Tests;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
 using XenIo.VSwitch.Ports;
@@ -217,6 +218,40 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
         Assert.Empty(_reconciler.Apply(Config(bridge with { Ports = new Dictionary<string, PortConfig> { ["v6"] = vxlan } })));
         Assert.Equal(1430, _reconciler.FindBridge("br0")!.FindPort("v6")!.Mtu);
+    }
+
+    [SkippableTheory]
+    [InlineData("tap", "xvs-mtu-t")]
+    [InlineData("internal", "xvs-mtu-i")]
+    public void A_tap_or_internal_ports_mtu_reaches_its_interface_when_created_and_when_changed_in_place(string kind, string name)
+    {
+        Requires.Root("creates TAP interfaces");
+        string Kernel() => File.ReadAllText($"/sys/class/net/{name}/mtu").Trim();
+        var port = new PortConfig(name, kind) { Mtu = 9000 };
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port))));
+        var live = _reconciler.FindBridge("br0")!.FindPort(name)!;
+        Assert.Equal(9000, live.Mtu);
+        Assert.Equal("9000", Kernel());
+
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = 4000 }))));
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal("4000", Kernel());
+
+        // No MTU of its own: the bridge's.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = null }) with { Mtu = 2000 })));
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal("2000", Kernel());
+
+        // Moved to another namespace, the interface cannot be reached by name: the change is that port's
+        // error, and the port stays as it was (detaching it would close the TAP, destroying the interface).
+        using var ns = new Netns($"xvs-mtu-{kind[0]}");
+        Netns.Run("ip", "link", "set", name, "netns", ns.Name);
+        var error = Assert.Single(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = 3000 }) with { Mtu = 2000 })));
+        Assert.Contains($"port br0/{name}", error);
+        Assert.Contains("namespace", error);
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal(2000, live.Mtu);
+        Assert.Contains("mtu 2000", ns.Exec("ip", "link", "show", name));
     }
 
     [Fact]
