@@ -255,6 +255,40 @@ public sealed class SwitchReconcilerTests : IDisposable
     }
 
     [Fact]
+    public void Vxlan_endpoints_keep_their_port_over_ipv6_and_addresses_without_one_get_4789()
+    {
+        static PortConfig Vxlan(string local, string remotes) => new("v6", "vxlan")
+        {
+            Options = new SortedDictionary<string, string> { ["local"] = local, ["vni"] = "7", ["remotes"] = remotes },
+        };
+        VxlanPort Live() => Assert.IsType<VxlanPort>(_reconciler.FindBridge("br0")!.FindPort("v6"));
+
+        // A bracketed IPv6 address with a port passed as an address: the port was dropped for 4789.
+        using var remote = VxlanPortTests.Udp6();
+        var remotePort = ((IPEndPoint)remote.LocalEndPoint!).Port;
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan("[::1]:4790", $"[::1]:{remotePort}")))));
+        Assert.Equal(new IPEndPoint(IPAddress.IPv6Loopback, 4790), Live().LocalEndPoint);
+        var local = new QueuePort("local");
+        _reconciler.FindBridge("br0")!.AddPort(local);
+        var frame = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        local.Inject(frame);
+        var buffer = new byte[2000];
+        EndPoint from = new IPEndPoint(IPAddress.IPv6Any, 0);
+        var n = remote.ReceiveFrom(buffer, ref from);
+        Assert.Equal(VxlanPortTests.Packet(7, frame), buffer[..n]);
+        Assert.Equal(4790, ((IPEndPoint)from).Port);
+
+        // Without a port (bare IPv6 with or without brackets, or :0 as before): VXLAN's 4789.
+        foreach (var bare in new[] { "::1", "[::1]", "[::1]:0" })
+        {
+            Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
+            Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan(bare, "::1")))));
+            Assert.Equal(new IPEndPoint(IPAddress.IPv6Loopback, VxlanHeader.DefaultPort), Live().LocalEndPoint);
+            Assert.Equal(VxlanHeader.DefaultPort, Live().Options.Remotes[0].EndPoint.Port);
+        }
+    }
+
+    [Fact]
     public void PatchPortsJoinTwoBridgesAndLeaveTogether()
     {
         var a = new PortConfig("pa", "patch") { Options = new SortedDictionary<string, string> { ["peer"] = "br1/pb" } };
