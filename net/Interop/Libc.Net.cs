@@ -11,7 +11,7 @@ internal unsafe struct IoVec
 }
 
 /// <summary>
-/// The libc calls the data plane makes that .NET has no managed API for: TUN/TAP ioctls, readv/writev on
+/// The libc calls the data plane makes that .NET has no managed API for: TUN/TAP and interface ioctls, readv/writev on
 /// non-blocking descriptors, epoll and eventfd. Every call is an ordinary LibraryImport with blittable
 /// arguments, so none allocates.
 /// </summary>
@@ -36,6 +36,14 @@ internal static unsafe partial class Libc
     public const uint TUN_F_CSUM = 0x01;
     public const uint TUN_F_TSO4 = 0x02;
     public const uint TUN_F_TSO6 = 0x04;
+    public const uint TUNGETDEVNETNS = 0x54E3;
+
+    // linux/sockios.h, sys/socket.h
+    public const uint SIOCGIFMTU = 0x8921;
+    public const uint SIOCSIFMTU = 0x8922;
+    public const int AF_INET = 2;
+    public const int SOCK_DGRAM = 2;
+    public const int SOCK_CLOEXEC = 0x80000;
 
     // sys/epoll.h
     public const int EPOLL_CLOEXEC = 0x80000;
@@ -66,6 +74,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, nuint request, nuint argument);
+
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    public static partial int Socket(int domain, int type, int protocol);
 
     [LibraryImport("libc", EntryPoint = "readv", SetLastError = true)]
     public static partial nint ReadV(int fd, IoVec* iov, int count);

@@ -64,6 +64,55 @@ public sealed unsafe class TapDevice : IDisposable
     }
 
     /// <summary>
+    /// Sets the interface's MTU, as <c>ip link set NAME mtu N</c> does (SIOCSIFMTU on a socket; a TAP's own
+    /// descriptor takes no such request). The request names the interface, so it is made only while the
+    /// TAP is in this process's network namespace: once moved (<c>ip link set … netns</c>) the name here
+    /// may be another interface's. An MTU the interface has already is not set again (that needs no
+    /// privilege). Throws <see cref="IOException"/> with the kernel's reason: EINVAL outside the device's
+    /// range (68-65535 for a TAP), EPERM without CAP_NET_ADMIN.
+    /// </summary>
+    public void SetMtu(int mtu)
+    {
+        var fd = Volatile.Read(ref _fd);
+        ObjectDisposedException.ThrowIf(fd < 0, this);
+        if (!InThisNamespace(fd)) throw new IOException($"cannot set the MTU of interface {Name}: it has moved to another network namespace; set it there");
+        var sock = Libc.Socket(Libc.AF_INET, Libc.SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0);
+        if (sock < 0) throw new IOException($"cannot set the MTU of interface {Name}: socket: {Reason(Libc.Errno)}");
+        try
+        {
+            // struct ifreq: ifr_name[16], then the union whose member here is int ifr_mtu.
+            var ifreq = stackalloc byte[40];
+            new Span<byte>(ifreq, 40).Clear();
+            Encoding.ASCII.GetBytes(Name, new Span<byte>(ifreq, IfNameSize - 1));
+            if (Libc.Ioctl(sock, Libc.SIOCGIFMTU, ifreq) == 0 && *(int*)(ifreq + 16) == mtu) return;
+            *(int*)(ifreq + 16) = mtu;
+            if (Libc.Ioctl(sock, Libc.SIOCSIFMTU, ifreq) < 0) throw new IOException($"cannot set the MTU of interface {Name} to {mtu}: {Reason(Libc.Errno)}");
+        }
+        finally
+        {
+            Libc.Close(sock);
+        }
+    }
+
+    /// <summary>True unless the kernel says the TAP's interface lives in another network namespace than this thread.</summary>
+    private static bool InThisNamespace(int fd)
+    {
+        var ns = Libc.Ioctl(fd, Libc.TUNGETDEVNETNS, 0);
+        if (ns < 0) return true; // a kernel before 5.2 cannot tell; the name is all there is
+        try
+        {
+            // Both links read net:[inode]: the same inode is the same namespace.
+            return new FileInfo($"/proc/self/fd/{ns}").LinkTarget == new FileInfo("/proc/thread-self/ns/net").LinkTarget;
+        }
+        finally
+        {
+            Libc.Close(ns);
+        }
+    }
+
+    private static string Reason(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
+
+    /// <summary>
     /// Reads one frame: its virtio-net header into <paramref name="header"/> (12 bytes) and the frame into
     /// <paramref name="frame"/>. Returns the frame length, or a negative errno (-EAGAIN when none is waiting).
     /// </summary>

@@ -293,13 +293,18 @@ public sealed class VifBackendService(
         if (port.Vlan != vlan) port.Vlan = vlan;
     }
 
-    /// <summary>Joins the port to the bridge its <c>bridge</c> key names (again, if the switch re-created that bridge).</summary>
+    /// <summary>
+    /// Joins the port to the bridge its <c>bridge</c> key names (again, if the switch re-created that
+    /// bridge). While no bridge has that name the vif is on none, as Xen leaves a vif whose bridge is
+    /// gone: a port kept on a deleted bridge would switch frames where no listing, aging or capture sees.
+    /// </summary>
     private void EnsureAttached(Device device)
     {
         var bridge = findBridge(device.Settings.Bridge);
         var port = device.Port;
         if (bridge is null)
         {
+            port.Bridge?.RemovePort(port);
             if (!device.BridgeComplained) log($"vif {port.Name}: bridge {device.Settings.Bridge} does not exist; the vif joins it when it does");
             device.BridgeComplained = true;
             return;

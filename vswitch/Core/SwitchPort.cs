@@ -46,16 +46,25 @@ public abstract class SwitchPort : IDisposable
         }
     }
 
-    /// <summary>Largest L3 packet (frame minus Ethernet header and tag) the port carries; 68..65535.</summary>
+    /// <summary>
+    /// Largest L3 packet (frame minus Ethernet header and tag) the port carries; 68..65535. A port whose
+    /// peer has an MTU of its own (a TAP's interface) gives it the value first; if the peer refuses, the
+    /// setter throws and the port keeps the MTU it had.
+    /// </summary>
     public int Mtu
     {
         get => _mtu;
         set
         {
-            _mtu = value is >= 68 and <= 65535 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "MTU is 68..65535");
+            if (value is < 68 or > 65535) throw new ArgumentOutOfRangeException(nameof(value), value, "MTU is 68..65535");
+            ApplyMtu(value);
+            _mtu = value;
             Bridge?.OnPortStateChanged(this);
         }
     }
+
+    /// <summary>Gives the port's peer the MTU about to be set (called on every set, changed or not); throws to refuse it.</summary>
+    protected virtual void ApplyMtu(int mtu) { }
 
     public bool AdminUp
     {

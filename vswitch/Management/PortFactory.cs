@@ -11,7 +11,7 @@ namespace XenIo.VSwitch.Management;
 /// Builds live ports from <see cref="PortConfig"/>. Options per kind:
 /// tap/internal <c>offloads=on|off</c>; uplink: the port name is the host interface;
 /// stream <c>listen|connect=unix:/path|tcp:host:port</c>, <c>allow=ip,…</c>, <c>allow-uid=n,…</c>;
-/// vxlan <c>local=ip[:port]</c>, <c>vni=n</c>, <c>remotes=ip[:port][/vni],…</c>;
+/// vxlan <c>local=ip[:port]</c>, <c>vni=n</c>, <c>remotes=ip[:port][/vni],…</c> (IPv6 with a port in brackets, <c>[::1]:4790</c>);
 /// patch <c>peer=bridge/port</c> (built in pairs by the reconciler).
 /// Bad options throw <see cref="ArgumentException"/> naming the option, value and what is valid. What
 /// a port reports as it runs (a refused peer, a bad length prefix, an unconfigured VXLAN remote, a TAP
@@ -137,10 +137,14 @@ public sealed class PortFactory(EpollLoop loop, Action<string>? log = null)
         return new VxlanPortOptions(local, vni, remotes) { LearningAging = TimeSpan.FromSeconds(seconds), LearningLimit = limit };
     }
 
+    /// <summary>
+    /// <c>ip</c>, <c>ip:port</c>, <c>[ipv6]</c> or <c>[ipv6]:port</c>; a bare IPv6 address has no port. No port (or
+    /// port 0) is VXLAN's 4789. Parsed as an endpoint, not an address: IPAddress.TryParse takes
+    /// <c>[::1]:4790</c> as ::1 and drops the port.
+    /// </summary>
     private static IPEndPoint Endpoint(string text, string key)
     {
-        if (IPAddress.TryParse(text, out var address)) return new IPEndPoint(address, VxlanHeader.DefaultPort);
         if (IPEndPoint.TryParse(text, out var ep)) return ep.Port == 0 ? new IPEndPoint(ep.Address, VxlanHeader.DefaultPort) : ep;
-        throw Bad(key, text, "an IP address with an optional :port");
+        throw Bad(key, text, "an IP address with an optional :port (IPv6 in brackets with a port: [addr]:port)");
     }
 }

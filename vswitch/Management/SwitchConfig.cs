@@ -46,16 +46,25 @@ public sealed record BridgeConfig(string Name)
 /// </summary>
 public readonly record struct StaticFdbEntry(ulong Mac, int Vlan, string Port);
 
-/// <summary>A token-bucket limit per second with a one-time burst (Firecracker's semantics); 0 = none.</summary>
+/// <summary>
+/// A token-bucket limit per second with a one-time burst (Firecracker's semantics); 0 = none. A burst is
+/// extra tokens of its own bucket (bytes or packets), so it needs that bucket's rate.
+/// </summary>
 public readonly record struct RateConfig(long BytesPerSecond, long PacketsPerSecond, long BytesBurst, long PacketsBurst)
 {
-    public bool IsNone => BytesPerSecond == 0 && PacketsPerSecond == 0;
+    public bool IsNone => BytesPerSecond == 0 && PacketsPerSecond == 0 && BytesBurst == 0 && PacketsBurst == 0;
 
-    public RateLimiter? Build() => IsNone
-        ? null
-        : new RateLimiter(
-            BytesPerSecond > 0 ? new TokenBucket(BytesPerSecond, BytesBurst, TimeSpan.FromSeconds(1)) : null,
-            PacketsPerSecond > 0 ? new TokenBucket(PacketsPerSecond, PacketsBurst, TimeSpan.FromSeconds(1)) : null);
+    /// <summary>The live limiter, null when there is none; throws <see cref="ArgumentException"/> for a burst without its rate.</summary>
+    public RateLimiter? Build()
+    {
+        if (BytesBurst != 0 && BytesPerSecond == 0) throw new ArgumentException($"bytes-burst {BytesBurst} without bytes-per-sec; valid: a burst with its rate");
+        if (PacketsBurst != 0 && PacketsPerSecond == 0) throw new ArgumentException($"packets-burst {PacketsBurst} without packets-per-sec; valid: a burst with its rate");
+        return IsNone
+            ? null
+            : new RateLimiter(
+                BytesPerSecond > 0 ? new TokenBucket(BytesPerSecond, BytesBurst, TimeSpan.FromSeconds(1)) : null,
+                PacketsPerSecond > 0 ? new TokenBucket(PacketsPerSecond, PacketsBurst, TimeSpan.FromSeconds(1)) : null);
+    }
 }
 
 /// <summary>One port: its kind and kind-specific options (which identify the port's peer; a change re-creates it) and its in-place settings.</summary>

@@ -26,7 +26,7 @@ public static class SwitchConfigMapping
     public const string Root = "/xenio/switch";
     public static readonly string[] Kinds = ["tap", "internal", "uplink", "stream", "vxlan", "patch"];
     public static readonly string[] VlanModes = ["access", "trunk", "native-tagged", "native-untagged"];
-    private static readonly string[] RateKeys = ["bytes-per-sec", "packets-per-sec", "bytes-burst", "packets-burst"];
+    public static readonly string[] RateKeys = ["bytes-per-sec", "packets-per-sec", "bytes-burst", "packets-burst"];
 
     /// <summary>Bridge, port and mirror names: interface-name rules (1-15 of A-Za-z0-9_-), which xenstore paths also accept.</summary>
     public static bool IsValidName(string name) =>
@@ -361,6 +361,8 @@ public static class SwitchConfigMapping
         var bridge = prefix.IndexOf('/', StringComparison.Ordinal) is >= 0 and var slash ? prefix[..slash] : prefix;
         if (kind == "patch" && options.TryGetValue("peer", out var peer) && peer == $"{bridge}/{name}")
             errors.Add(new ConfigError($"{prefix}/option/peer", peer, "a patch port's peer is the other end, not the port itself; valid: BRIDGE/PORT of another patch port"));
+        CheckBursts(prefix, "ingress", keys, ingress, errors);
+        CheckBursts(prefix, "egress", keys, egress, errors);
         if (port.VlanMode != VlanMode.Trunk && !keys.ContainsKey("tag"))
             errors.Add(new ConfigError($"{prefix}/tag", "", $"required with vlan-mode {VlanModeText(port.VlanMode)}; valid: {PortVlan.MinTag}-{PortVlan.MaxTag}"));
         if (errors.Count > before) return null;
@@ -382,6 +384,21 @@ public static class SwitchConfigMapping
             "bytes-burst" => rate with { BytesBurst = n },
             _ => rate with { PacketsBurst = n },
         };
+    }
+
+    /// <summary>A burst is extra tokens of its bucket: without the bucket's rate it would be dropped without a word.</summary>
+    private static void CheckBursts(string prefix, string direction, IReadOnlyDictionary<string, string> keys, RateConfig rate, List<ConfigError> errors)
+    {
+        foreach (var (burst, perSecond, hasBurst, hasRate) in new[]
+        {
+            ("bytes-burst", "bytes-per-sec", rate.BytesBurst != 0, rate.BytesPerSecond != 0),
+            ("packets-burst", "packets-per-sec", rate.PacketsBurst != 0, rate.PacketsPerSecond != 0),
+        })
+        {
+            if (hasBurst && !hasRate)
+                errors.Add(new ConfigError($"{prefix}/{direction}/{burst}", keys[$"{direction}/{burst}"],
+                    $"a burst without its rate limits nothing; valid: set {direction}/{perSecond} too, or remove the burst"));
+        }
     }
 
     public static MirrorConfig? ParseMirror(string prefix, string name, IReadOnlyDictionary<string, string> keys, List<ConfigError> errors)

@@ -8,10 +8,12 @@ namespace XenIo.VSwitch.Management;
 /// Makes the live bridges, ports, mirrors and static FDB entries match a <see cref="SwitchConfig"/>: adds
 /// and removes bridges and ports at runtime, re-creates a port whose kind or options changed, and changes
 /// VLAN, MTU, rate limits and admin state in place (the port keeps its TAP, socket and counters). A bridge
-/// whose FDB limit changes is re-created (the table is sized once). Failures (a TAP the kernel refuses, bad
-/// options, a static entry for a port the bridge lacks) are reported per port or entry and leave the rest
-/// applied; a port that fails is left detached and tried again by <see cref="RetryFailed"/>. Nothing
-/// throws out of <see cref="Apply"/>.
+/// whose FDB limit changes is re-created (the table is sized once). A removed bridge lets go of every port
+/// on it, those it did not create (vifs) included. A TAP or internal port's MTU is its interface's too.
+/// Failures (a TAP the kernel refuses, bad options, a static entry for a port the bridge lacks) are
+/// reported per port or entry and leave the rest applied; a port that fails is left detached and tried
+/// again by <see cref="RetryFailed"/>, except a live TAP whose interface refuses a new MTU, which stays as
+/// it was. Nothing throws out of <see cref="Apply"/>.
 /// </summary>
 public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = null) : IDisposable
 {
@@ -200,6 +202,13 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
                     Configure(existing.Port, wanted, want, existing.Config);
                     live.Ports[wanted.Name] = (existing.Port, wanted);
                 }
+                catch (IOException e) when (existing.Port is TapPort)
+                {
+                    // The interface refused its MTU (it was moved to another namespace, say): nothing was changed,
+                    // and the port stays as it was, since detaching it would close the TAP and destroy the
+                    // interface wherever it is now. Tried again, and reported, until the config or interface allows it.
+                    errors.Add($"port {want.Name}/{wanted.Name}: {e.Message}");
+                }
                 catch (Exception e)
                 {
                     // Fail closed: a port that cannot have its settings (its VLANs above all) does not stay with
@@ -288,7 +297,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
             : null;
         var ingress = old is null || old.Ingress != config.Ingress ? config.Ingress.Build() : port.IngressLimit;
         var egress = old is null || old.Egress != config.Egress ? config.Egress.Build() : port.EgressLimit;
-        // The MTU setter checks its range; it goes first so that a refusal changes nothing else.
+        // The MTU setter checks its range (and a TAP's interface may refuse it); it goes first so that a refusal changes nothing else.
         if (config.Mtu is { } mtu) port.Mtu = mtu;
         else if (port is not VxlanPort) port.Mtu = bridge.Mtu;
         if (vlan is not null) port.Vlan = vlan;
@@ -369,6 +378,9 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
         var live = _bridges[name];
         foreach (var port in live.Ports.Keys.ToArray())
             if (live.Ports.ContainsKey(port)) RemovePort(live, port);
+        // Ports the configuration does not own (netback's vifs) leave too: their owner keeps them and
+        // attaches them to a bridge of the same name if one comes back.
+        foreach (var port in live.Bridge.Ports) live.Bridge.RemovePort(port);
         foreach (var (mirror, _, _) in live.Mirrors.Values) mirror.Dispose();
         _bridges.Remove(name);
         Log($"bridge {name} removed");

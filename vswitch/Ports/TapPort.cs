@@ -22,6 +22,7 @@ public class TapPort : SwitchPort, IReadinessHandler
     private readonly byte[] _rxHeader = new byte[VirtioNetHeader.Size];
     private readonly byte[] _txHeader = new byte[VirtioNetHeader.Size];
     private bool _registered;
+    private int _interfaceMtu; // what this port last gave the interface; 0 before it gave any
 
     /// <summary>Takes ownership of <paramref name="tap"/>; the port's name is the interface's.</summary>
     public TapPort(TapDevice tap, EpollLoop loop) : this(tap.Name, tap, loop)
@@ -42,6 +43,14 @@ public class TapPort : SwitchPort, IReadinessHandler
 
     /// <summary>GSO frames received (they cross as one frame each; a test can see they were not segmented).</summary>
     public long GsoFramesReceived { get; private set; }
+
+    /// <summary>The interface gets the port's MTU when the port is configured and whenever it changes (not again on every apply).</summary>
+    protected override void ApplyMtu(int mtu)
+    {
+        if (mtu == _interfaceMtu) return;
+        _tap.SetMtu(mtu);
+        _interfaceMtu = mtu;
+    }
 
     protected internal override void OnAttached()
     {

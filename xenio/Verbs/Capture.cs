@@ -68,8 +68,17 @@ internal static class CaptureVerb
                     {
                         // Counted with or without -c: the closing line says how many were captured.
                         var keep = counter.Feed(buffer.AsSpan(0, n), limit ?? long.MaxValue);
-                        await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
-                        await output.FlushAsync(ct).ConfigureAwait(false);
+                        try
+                        {
+                            await output.WriteAsync(buffer.AsMemory(0, keep), ct).ConfigureAwait(false);
+                            await output.FlushAsync(ct).ConfigureAwait(false);
+                        }
+                        catch (IOException e) when (target is not null)
+                        {
+                            // A file that fails partway (a full disk, a FIFO whose reader left) ends the capture as
+                            // one that cannot be opened does; the file keeps what was written before.
+                            throw new CliException($"cannot write {target}: {e.Message.Replace($" : '{target}'", "", StringComparison.Ordinal)}");
+                        }
                         if (keep < n || (limit is { } l2 && counter.Finished(l2))) break;
                     }
                 }
@@ -92,7 +101,9 @@ internal static class CaptureVerb
     {
         try
         {
-            return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+            // Unbuffered (every read is written and flushed at once anyway): after a failed write, closing the
+            // file has nothing left to write, so the error is reported once, not again from Dispose.
+            return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 0);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

@@ -37,6 +37,11 @@ internal static partial class SwitchVerb
         return command;
     }
 
+    private static readonly string[] Directions = ["ingress", "egress"];
+
+    /// <summary>What <c>--limit</c> may set: a direction and one of the mapping's rate keys.</summary>
+    private static readonly string[] LimitKeys = [.. Directions.SelectMany(d => SwitchConfigMapping.RateKeys.Select(k => $"{d}/{k}"))];
+
     private static Argument<string> BridgeArg() => new("BR") { Description = "bridge name" };
 
     private static string Root(string relative) => $"{SwitchConfigMapping.Root}/{relative}";
@@ -110,7 +115,7 @@ internal static partial class SwitchVerb
         var trunks = new Option<string>("--trunks") { Description = "allowed VLANs, e.g. 10,20,100-199 (all when absent)" };
         var mtu = new Option<int?>("--mtu") { Description = "port MTU (default: the bridge's)" };
         var admin = new Option<string>("--admin") { Description = "up|down" };
-        var limits = new Option<string[]>("--limit") { Description = "rate limit DIR/KEY=N, DIR ingress|egress, KEY bytes-per-sec|packets-per-sec|bytes-burst|packets-burst (repeatable; N=0 removes)" };
+        var limits = new Option<string[]>("--limit") { Description = "rate limit DIR/KEY=N, DIR ingress|egress, KEY bytes-per-sec|packets-per-sec|bytes-burst|packets-burst; a burst needs its rate (repeatable; N=0 removes)" };
         var c = new Command(set ? "set-port" : "add-port", set ? "change a port's settings in place" : "add a port to a bridge")
             { br, port, kind, options, vlanMode, tag, trunks, mtu, admin, limits };
         c.SetAction((parse, ct) => Instance.Run(async () =>
@@ -156,11 +161,18 @@ internal static partial class SwitchVerb
             else if (!set) keys["admin"] = "up";
             foreach (var l in parse.GetValue(limits) ?? [])
             {
+                // Only rate-limit keys: anything else would write (or, with =0, delete) another of the port's keys.
                 var eq = l.IndexOf('=');
-                if (eq <= 0) throw new CliException($"--limit '{l}' is invalid; valid: ingress|egress/KEY=N");
+                if (eq <= 0 || !LimitKeys.Contains(l[..eq]))
+                    throw new CliException($"--limit '{l}' is invalid; valid: KEY=N with KEY one of {string.Join(", ", LimitKeys)}");
                 if (l[(eq + 1)..] == "0") keys.Remove(l[..eq]);
                 else keys[l[..eq]] = l[(eq + 1)..];
             }
+            foreach (var direction in Directions)
+                foreach (var (burst, perSecond) in new[] { ("bytes-burst", "bytes-per-sec"), ("packets-burst", "packets-per-sec") })
+                    if (keys.TryGetValue($"{direction}/{burst}", out var value) && !keys.ContainsKey($"{direction}/{perSecond}"))
+                        throw new CliException($"{direction}/{burst}={value} needs its rate {direction}/{perSecond}; add --limit {direction}/{perSecond}=N, " +
+                            $"or remove the burst with --limit {direction}/{burst}=0");
             var parsed = SwitchConfigMapping.ParsePort(Root(relative)[(SwitchConfigMapping.Root.Length + 1)..], name, keys, Errors(out var errors));
             Validate(parsed, errors);
             if (parsed!.Kind == "patch" && !parsed.Options.ContainsKey("peer"))

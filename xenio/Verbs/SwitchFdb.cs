@@ -34,17 +34,29 @@ internal static partial class SwitchVerb
                 await PrintJson(doc).ConfigureAwait(false);
                 return 0;
             }
-            var sb = new StringBuilder(" port  VLAN  MAC                Age\n");
-            foreach (var e in doc.RootElement.GetProperty("entries").EnumerateArray())
-                sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("port").GetString(),5}  {e.GetProperty("vlan").GetInt32(),4}  {e.GetProperty("mac").GetString()}  {(e.GetProperty("static").GetBoolean() ? "static" : e.GetProperty("age_seconds").GetInt64().ToString(CultureInfo.InvariantCulture))}\n");
-            // MACs behind VXLAN ports, with their remote tunnel endpoint, as `bridge fdb show` lists a vxlan's.
-            if (doc.RootElement.TryGetProperty("tunnel_entries", out var tunnels))
-                foreach (var e in tunnels.EnumerateArray())
-                    sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("mac").GetString()} dev {e.GetProperty("port").GetString()} dst {e.GetProperty("remote").GetString()} vni {e.GetProperty("vni").GetInt32()} age {e.GetProperty("age_seconds").GetInt64()}\n");
-            Console.Out.Write(sb.ToString());
+            Console.Out.Write(FdbTable(doc.RootElement));
             return 0;
         }));
         return c;
+    }
+
+    /// <summary>
+    /// The text of <c>xenio switch fdb</c> from GET /bridges/BR/fdb: the port column as wide as the widest
+    /// name (up to 15 characters), as xl sizes its name column, so the others stay under their headings.
+    /// </summary>
+    internal static string FdbTable(JsonElement fdb)
+    {
+        var entries = fdb.GetProperty("entries").EnumerateArray().ToArray();
+        var width = entries.Select(e => e.GetProperty("port").GetString()!.Length).Append("port".Length).Max();
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"{"port".PadRight(width)}  VLAN  {"MAC",-17}  Age\n");
+        foreach (var e in entries)
+            sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("port").GetString()!.PadRight(width)}  {e.GetProperty("vlan").GetInt32(),4}  {e.GetProperty("mac").GetString(),-17}  {(e.GetProperty("static").GetBoolean() ? "static" : e.GetProperty("age_seconds").GetInt64().ToString(CultureInfo.InvariantCulture))}\n");
+        // MACs behind VXLAN ports, with their remote tunnel endpoint, as `bridge fdb show` lists a vxlan's.
+        if (fdb.TryGetProperty("tunnel_entries", out var tunnels))
+            foreach (var e in tunnels.EnumerateArray())
+                sb.Append(CultureInfo.InvariantCulture, $"{e.GetProperty("mac").GetString()} dev {e.GetProperty("port").GetString()} dst {e.GetProperty("remote").GetString()} vni {e.GetProperty("vni").GetInt32()} age {e.GetProperty("age_seconds").GetInt64()}\n");
+        return sb.ToString();
     }
 
     private static Command FdbFlush(Option<string> runDir)

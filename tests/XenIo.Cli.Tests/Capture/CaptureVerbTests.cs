@@ -3,7 +3,7 @@ using Xunit;
 
 namespace XenIo.Cli.Tests.Capture;
 
-/// <summary><c>xenio capture -w FILE</c> with a file that cannot be written: one line naming it, exit code 1.</summary>
+/// <summary><c>xenio capture -w FILE</c> with a file that cannot be written, at the start or partway: one line naming it, exit code 1.</summary>
 public sealed class CaptureVerbTests : IDisposable
 {
     private readonly string _run = Directory.CreateTempSubdirectory("xenio-capverb-").FullName;
@@ -50,6 +50,31 @@ public sealed class CaptureVerbTests : IDisposable
         var (code, _, err) = XenioProcess.Run(_run, "capture", "br0", "-w", _run);
         Assert.Equal(1, code);
         Assert.StartsWith($"xenio: cannot write {_run}: ", err);
+        Assert.DoesNotContain("Unhandled", err);
+    }
+
+    [Fact]
+    public async Task A_file_that_fails_partway_ends_the_capture_with_one_line_naming_it()
+    {
+        // /dev/full opens but every write fails with ENOSPC, as a disk that fills up mid-capture would.
+        await using var netback = new UnixHttpServer(Path.Combine(_run, "netback.sock"), async (_, response, ct) =>
+        {
+            await response.StartChunkedAsync(200, "application/vnd.tcpdump.pcap");
+            var header = new byte[24];
+            BitConverter.TryWriteBytes(header.AsSpan(0), 0xa1b2c3d4u);
+            await response.WriteChunkAsync(header, ct);
+            for (var i = 0; i < 3; i++)
+            {
+                var record = new byte[16 + 60];
+                BitConverter.TryWriteBytes(record.AsSpan(8), 60);
+                BitConverter.TryWriteBytes(record.AsSpan(12), 60);
+                await response.WriteChunkAsync(record, ct);
+            }
+            await response.EndChunksAsync();
+        });
+        var (code, _, err) = XenioProcess.Run(_run, "capture", "br0", "-w", "/dev/full");
+        Assert.Equal(1, code);
+        Assert.Equal("xenio: cannot write /dev/full: No space left on device", err.TrimEnd('\n'));
         Assert.DoesNotContain("Unhandled", err);
     }
 }

@@ -82,6 +82,48 @@ public sealed class SwitchVerbErrorTests : IAsyncDisposable
         Assert.Equal("tap", await ReadAsync("/xenio/switch/br1/port/t0/kind"));
     }
 
+    [Theory]
+    [InlineData("kind=0")]
+    [InlineData("mtu=9000")]
+    [InlineData("ingress=5")]
+    [InlineData("ingress/bits-per-sec=5")]
+    [InlineData("sideways/bytes-per-sec=5")]
+    public async Task Limit_takes_only_rate_limit_keys_and_lists_them(string limit)
+    {
+        Ok("switch", "add-br", "br0");
+        Ok("switch", "add-port", "br0", "t0", "--kind", "tap", "--mtu", "1400");
+        var (code, _, err) = Xenio("switch", "set-port", "br0", "t0", "--limit", limit);
+        Assert.Equal(1, code);
+        Assert.StartsWith($"xenio: --limit '{limit}' is invalid; valid: ", err);
+        foreach (var key in new[] { "ingress/bytes-per-sec", "egress/packets-per-sec", "ingress/bytes-burst", "egress/packets-burst" })
+            Assert.Contains(key, err);
+        Assert.Equal("tap", await ReadAsync("/xenio/switch/br0/port/t0/kind"));
+        Assert.Equal("1400", await ReadAsync("/xenio/switch/br0/port/t0/mtu"));
+    }
+
+    [Fact]
+    public async Task A_burst_without_its_rate_is_refused_naming_the_key_the_value_and_the_fix()
+    {
+        Ok("switch", "add-br", "br0");
+        var (code, _, err) = Xenio("switch", "add-port", "br0", "t0", "--kind", "tap", "--limit", "ingress/bytes-burst=5000");
+        Assert.Equal(1, code);
+        Assert.Contains("ingress/bytes-burst", err);
+        Assert.Contains("5000", err);
+        Assert.Contains("--limit ingress/bytes-per-sec=N", err);
+        Assert.DoesNotContain("Unhandled", err);
+        Assert.Null(await ReadAsync("/xenio/switch/br0/port/t0/kind"));
+
+        // With its rate it is taken; removing the rate while the burst stays is refused the same way.
+        Ok("switch", "add-port", "br0", "t0", "--kind", "tap", "--limit", "ingress/bytes-per-sec=1000", "--limit", "ingress/bytes-burst=5000");
+        Assert.Equal("5000", await ReadAsync("/xenio/switch/br0/port/t0/ingress/bytes-burst"));
+        (code, _, err) = Xenio("switch", "set-port", "br0", "t0", "--limit", "ingress/bytes-per-sec=0");
+        Assert.Equal(1, code);
+        Assert.Contains("ingress/bytes-burst", err);
+        Assert.Equal("1000", await ReadAsync("/xenio/switch/br0/port/t0/ingress/bytes-per-sec"));
+        Ok("switch", "set-port", "br0", "t0", "--limit", "ingress/bytes-per-sec=0", "--limit", "ingress/bytes-burst=0");
+        Assert.Null(await ReadAsync("/xenio/switch/br0/port/t0/ingress/bytes-burst"));
+    }
+
     [Fact]
     public void The_help_gives_the_tag_range_netback_takes()
     {

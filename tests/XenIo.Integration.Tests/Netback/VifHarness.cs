@@ -28,6 +28,7 @@ public sealed class VifHarness : IAsyncDisposable
     private readonly List<TestNetfront> _fronts = [];
     private CancellationTokenSource _stop = new();
     private Task? _service;
+    private Func<string, Bridge?>? _findBridge;
 
     public CoreHost Host { get; }
     public Xenstored Daemon { get; }
@@ -53,11 +54,13 @@ public sealed class VifHarness : IAsyncDisposable
     public sealed record GuestAgents(string Agent, KernelNames Names);
 
     /// <param name="inProcessNetback">False when the test runs netback itself (the daemon, in its own process).</param>
+    /// <param name="findBridge">Where vifs look up their bridge (a reconciler's bridges); by default <see cref="Bridge"/> alone.</param>
     /// <param name="guests">When set, <see cref="DomainManager.CreateAsync"/> starts each domain's agent (and
     /// <see cref="DomainManager.CreateAgentlessAsync"/> still makes domains for <see cref="CreateGuestAsync"/>).</param>
-    public static async Task<VifHarness> StartAsync(int maxQueues = 4, bool inProcessNetback = true, GuestAgents? guests = null)
+    public static async Task<VifHarness> StartAsync(int maxQueues = 4, bool inProcessNetback = true, GuestAgents? guests = null,
+        Func<string, Bridge?>? findBridge = null)
     {
-        var h = new VifHarness();
+        var h = new VifHarness { _findBridge = findBridge };
         h.Dom0 = await XenstoreClient.ConnectAsync(h.Listener.SocketPath);
         h.Manager = guests is null
             ? new DomainManager(h.Host, h.Dom0, spawner: null)
@@ -84,7 +87,7 @@ public sealed class VifHarness : IAsyncDisposable
     {
         _netbackStore = await XenstoreClient.ConnectAsync(Listener.SocketPath);
         Vifs = new VifBackendService(_netbackStore, () => HypercallClient.Connect(Host.HypercallSocketPath),
-            name => name == Bridge.Name ? Bridge : null, m => Log.Enqueue(m), maxQueues);
+            _findBridge ?? (name => name == Bridge.Name ? Bridge : null), m => Log.Enqueue(m), maxQueues);
         _stop = new CancellationTokenSource();
         var vifs = Vifs;
         var token = _stop.Token;
@@ -102,9 +105,10 @@ public sealed class VifHarness : IAsyncDisposable
         await _netbackStore.DisposeAsync();
     }
 
-    public async Task<(DomainRecord Record, GuestDomain Guest)> CreateGuestAsync(string name, string mac, string? ip = null, string? rate = null)
+    public async Task<(DomainRecord Record, GuestDomain Guest)> CreateGuestAsync(string name, string mac, string? ip = null, string? rate = null,
+        string bridge = "xenbr0")
     {
-        var vif = new Hypervisor.Domains.VifConfig { Devid = 0, Mac = mac, Ip = ip };
+        var vif = new Hypervisor.Domains.VifConfig { Devid = 0, Mac = mac, Ip = ip, Bridge = bridge };
         if (rate is not null)
         {
             var parts = rate.Split(',');

@@ -86,4 +86,29 @@ public class TapDeviceTests
     {
         Assert.Throws<ArgumentException>(() => TapDevice.Create("a-name-that-is-too-long"));
     }
+
+    private static string SysMtu(string name) => File.ReadAllText($"/sys/class/net/{name}/mtu").Trim();
+
+    [SkippableFact]
+    public void The_mtu_is_set_on_the_interface_and_not_on_another_of_its_name_once_it_has_moved()
+    {
+        Requires.Root("creates TAP interfaces and a namespace");
+        using var ns = new Netns("xnt-mtu");
+        using var tap = TapDevice.Create("xnt-mtu1");
+        tap.SetMtu(9000);
+        Assert.Equal("9000", SysMtu("xnt-mtu1"));
+        tap.SetMtu(4000);
+        Assert.Equal("4000", SysMtu("xnt-mtu1"));
+        var refused = Assert.Throws<IOException>(() => tap.SetMtu(70000));
+        Assert.Contains("xnt-mtu1", refused.Message);
+        Assert.Equal("4000", SysMtu("xnt-mtu1"));
+
+        // Moved away, the name here may be another interface's: that one is left alone.
+        Netns.Run("ip", "link", "set", tap.Name, "netns", ns.Name);
+        using var other = TapDevice.Create("xnt-mtu1");
+        var moved = Assert.Throws<IOException>(() => tap.SetMtu(2000));
+        Assert.Contains("namespace", moved.Message);
+        Assert.Equal("1500", SysMtu("xnt-mtu1"));
+        Assert.Contains("mtu 4000", ns.Exec("ip", "link", "show", "xnt-mtu1"));
+    }
 }

@@ -99,6 +99,8 @@ public sealed class SwitchConfigMappingTests
         { "br0/port/p1/mtu", "70000", "br0/port/p1/mtu", "68-65535" },
         { "br0/port/p1/ingress/bits-per-sec", "1", "br0/port/p1/ingress/bits-per-sec", "bytes-per-sec" },
         { "br0/port/p1/egress/packets-per-sec", "-1", "br0/port/p1/egress/packets-per-sec", "integer" },
+        { "br0/port/p1/ingress/bytes-burst", "5000", "br0/port/p1/ingress/bytes-burst", "set ingress/bytes-per-sec" },
+        { "br0/port/p1/egress/packets-burst", "10", "br0/port/p1/egress/packets-burst", "set egress/packets-per-sec" },
         { "br0/port/p1/speed", "fast", "br0/port/p1/speed", "unknown port key" },
         { "br0/mirror/m/directions", "sideways", "br0/mirror/m/directions", "in|out|both" },
         { "br0/mirror/m/snaplen", "0", "br0/mirror/m/snaplen", "integer" },
@@ -259,6 +261,30 @@ public sealed class SwitchConfigMappingTests
         Assert.Equal(1000, limiter.Bytes!.Size);
         Assert.Equal(10, limiter.Packets!.Size);
         Assert.Null(port.Egress.Build());
+    }
+
+    [Fact]
+    public void A_burst_needs_the_rate_of_its_own_bucket()
+    {
+        // A burst is extra tokens of a bucket; without that bucket's rate there is no bucket, and the burst
+        // was dropped without a word (no limiter at all).
+        var errors = new List<ConfigError>();
+        var keys = new Dictionary<string, string> { ["kind"] = "tap", ["ingress/packets-per-sec"] = "100", ["ingress/bytes-burst"] = "5000" };
+        Assert.Null(SwitchConfigMapping.ParsePort("br0/port/p", "p", keys, errors));
+        var error = Assert.Single(errors);
+        Assert.Equal(("br0/port/p/ingress/bytes-burst", "5000"), (error.Key, error.Value));
+        Assert.Contains("ingress/bytes-per-sec", error.Message);
+
+        errors.Clear();
+        keys["ingress/bytes-per-sec"] = "1000";
+        var port = SwitchConfigMapping.ParsePort("br0/port/p", "p", keys, errors);
+        Assert.Empty(errors);
+        Assert.Equal(new RateConfig(1000, 100, 5000, 0), port!.Ingress);
+
+        // A config built in code is held to the same rule when the port is configured.
+        var built = Assert.Throws<ArgumentException>(() => new RateConfig(0, 0, 5000, 0).Build());
+        Assert.Contains("bytes-burst", built.Message);
+        Assert.Contains("bytes-per-sec", built.Message);
     }
 
     [Theory]

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using XenIo.Net.Tap;
+using XenIo.Tests;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
 using XenIo.VSwitch.Ports;
@@ -217,6 +218,74 @@ public sealed class SwitchReconcilerTests : IDisposable
         Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
         Assert.Empty(_reconciler.Apply(Config(bridge with { Ports = new Dictionary<string, PortConfig> { ["v6"] = vxlan } })));
         Assert.Equal(1430, _reconciler.FindBridge("br0")!.FindPort("v6")!.Mtu);
+    }
+
+    [SkippableTheory]
+    [InlineData("tap", "xvs-mtu-t")]
+    [InlineData("internal", "xvs-mtu-i")]
+    public void A_tap_or_internal_ports_mtu_reaches_its_interface_when_created_and_when_changed_in_place(string kind, string name)
+    {
+        Requires.Root("creates TAP interfaces");
+        string Kernel() => File.ReadAllText($"/sys/class/net/{name}/mtu").Trim();
+        var port = new PortConfig(name, kind) { Mtu = 9000 };
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port))));
+        var live = _reconciler.FindBridge("br0")!.FindPort(name)!;
+        Assert.Equal(9000, live.Mtu);
+        Assert.Equal("9000", Kernel());
+
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = 4000 }))));
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal("4000", Kernel());
+
+        // No MTU of its own: the bridge's.
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = null }) with { Mtu = 2000 })));
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal("2000", Kernel());
+
+        // Moved to another namespace, the interface cannot be reached by name: the change is that port's
+        // error, and the port stays as it was (detaching it would close the TAP, destroying the interface).
+        using var ns = new Netns($"xvs-mtu-{kind[0]}");
+        Netns.Run("ip", "link", "set", name, "netns", ns.Name);
+        var error = Assert.Single(_reconciler.Apply(Config(Bridge("br0", port with { Mtu = 3000 }) with { Mtu = 2000 })));
+        Assert.Contains($"port br0/{name}", error);
+        Assert.Contains("namespace", error);
+        Assert.Same(live, _reconciler.FindBridge("br0")!.FindPort(name));
+        Assert.Equal(2000, live.Mtu);
+        Assert.Contains("mtu 2000", ns.Exec("ip", "link", "show", name));
+    }
+
+    [Fact]
+    public void Vxlan_endpoints_keep_their_port_over_ipv6_and_addresses_without_one_get_4789()
+    {
+        static PortConfig Vxlan(string local, string remotes) => new("v6", "vxlan")
+        {
+            Options = new SortedDictionary<string, string> { ["local"] = local, ["vni"] = "7", ["remotes"] = remotes },
+        };
+        VxlanPort Live() => Assert.IsType<VxlanPort>(_reconciler.FindBridge("br0")!.FindPort("v6"));
+
+        // A bracketed IPv6 address with a port passed as an address: the port was dropped for 4789.
+        using var remote = VxlanPortTests.Udp6();
+        var remotePort = ((IPEndPoint)remote.LocalEndPoint!).Port;
+        Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan("[::1]:4790", $"[::1]:{remotePort}")))));
+        Assert.Equal(new IPEndPoint(IPAddress.IPv6Loopback, 4790), Live().LocalEndPoint);
+        var local = new QueuePort("local");
+        _reconciler.FindBridge("br0")!.AddPort(local);
+        var frame = Frame.Build(Frame.Broadcast, Frame.Mac(1));
+        local.Inject(frame);
+        var buffer = new byte[2000];
+        EndPoint from = new IPEndPoint(IPAddress.IPv6Any, 0);
+        var n = remote.ReceiveFrom(buffer, ref from);
+        Assert.Equal(VxlanPortTests.Packet(7, frame), buffer[..n]);
+        Assert.Equal(4790, ((IPEndPoint)from).Port);
+
+        // Without a port (bare IPv6 with or without brackets, or :0 as before): VXLAN's 4789.
+        foreach (var bare in new[] { "::1", "[::1]", "[::1]:0" })
+        {
+            Assert.Empty(_reconciler.Apply(SwitchConfig.Empty));
+            Assert.Empty(_reconciler.Apply(Config(Bridge("br0", Vxlan(bare, "::1")))));
+            Assert.Equal(new IPEndPoint(IPAddress.IPv6Loopback, VxlanHeader.DefaultPort), Live().LocalEndPoint);
+            Assert.Equal(VxlanHeader.DefaultPort, Live().Options.Remotes[0].EndPoint.Port);
+        }
     }
 
     [Fact]
