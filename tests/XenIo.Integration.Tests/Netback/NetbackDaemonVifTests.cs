@@ -41,7 +41,7 @@ public sealed class NetbackDaemonVifTests
             var show = Cli($"switch show --run-dir {h.Dir}");
             Assert.Contains($"Port vif{ra.Domid}.0: vif, up", show);
             Assert.Contains($"Port vif{rb.Domid}.0: vif, up", show);
-            using (var vifs = JsonDocument.Parse(await GetAsync(h.Dir, "/vifs")))
+            using (var vifs = JsonDocument.Parse(await NetbackHttp.GetAsync(Path.Combine(h.Dir, "netback.sock"), "/vifs")))
             {
                 var a = vifs.RootElement.GetProperty("vifs").EnumerateArray().Single(v => v.GetProperty("domid").GetInt32() == ra.Domid);
                 Assert.True(a.GetProperty("connected").GetBoolean());
@@ -134,21 +134,5 @@ public sealed class NetbackDaemonVifTests
         p.WaitForExit();
         Assert.True(p.ExitCode == 0, output);
         return output;
-    }
-
-    private static async Task<string> GetAsync(string dir, string path)
-    {
-        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await s.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(dir, "netback.sock")));
-        await s.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: netback\r\n\r\n"));
-        var all = new MemoryStream();
-        var buffer = new byte[8192];
-        int n;
-        while ((n = await s.ReceiveAsync(buffer)) > 0) all.Write(buffer, 0, n);
-        var text = Encoding.UTF8.GetString(all.ToArray());
-        Assert.StartsWith("HTTP/1.1 200", text);
-        var body = text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
-        // A chunked body would need decoding; the JSON replies carry Content-Length.
-        return body;
     }
 }

@@ -59,7 +59,7 @@ public sealed class VifBridgeTests
         var deadline = DateTime.UtcNow + VifHarness.Limit;
         while (true)
         {
-            using var doc = JsonDocument.Parse(await GetAsync(socket, "/vifs"));
+            using var doc = JsonDocument.Parse(await NetbackHttp.GetAsync(socket, "/vifs"));
             var vifs = doc.RootElement.GetProperty("vifs").EnumerateArray().Where(v => domids.Contains(v.GetProperty("domid").GetInt32())).ToArray();
             if (vifs.Length == domids.Length && vifs.All(v => v.GetProperty("attached").GetBoolean() == attached))
             {
@@ -69,19 +69,5 @@ public sealed class VifBridgeTests
             Assert.True(DateTime.UtcNow < deadline, $"vifs never reported attached={attached}: {doc.RootElement}\nlog:\n{string.Join('\n', h.Log)}");
             await Task.Delay(20);
         }
-    }
-
-    private static async Task<string> GetAsync(string socket, string path)
-    {
-        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket));
-        await s.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: netback\r\nConnection: close\r\n\r\n"));
-        var all = new MemoryStream();
-        var buffer = new byte[8192];
-        int n;
-        while ((n = await s.ReceiveAsync(buffer)) > 0) all.Write(buffer, 0, n);
-        var text = Encoding.UTF8.GetString(all.ToArray());
-        Assert.StartsWith("HTTP/1.1 200", text);
-        return text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
     }
 }
