@@ -6,6 +6,8 @@ public static class EtherTypes
     public const ushort IPv4 = 0x0800;
     public const ushort Arp = 0x0806;
     public const ushort Vlan = 0x8100;
+    /// <summary>802.1ad service tag (QinQ outer tag); Linux strips a priority tag of this TPID as of 0x8100.</summary>
+    public const ushort ServiceVlan = 0x88A8;
     public const ushort IPv6 = 0x86DD;
 
     public const byte Tcp = 6;

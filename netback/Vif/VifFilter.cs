@@ -31,8 +31,9 @@ public sealed class VifFilter
 
     /// <summary>
     /// A frame from the guest: its source MAC must be the vif's; with addresses configured, an IPv4
-    /// source (0.0.0.0 allowed only for DHCP) and an ARP sender must be among them. Other EtherTypes
-    /// are not address-checked (IPv6 entries of <c>ip=</c> are not enforced).
+    /// source (0.0.0.0 allowed only for DHCP) and an ARP sender must be among them, behind one 802.1Q or
+    /// 802.1ad tag at most (stacked tags are refused). Other EtherTypes are not address-checked (IPv6
+    /// entries of <c>ip=</c> are not enforced).
     /// </summary>
     public bool AllowsTx(ReadOnlySpan<byte> frame)
     {
@@ -47,11 +48,14 @@ public sealed class VifFilter
         if (ips.Length == 0) return true;
         var l3 = EtherTypes.EthernetHeaderLength;
         var etherType = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
-        if (etherType == EtherTypes.Vlan)
+        if (etherType is EtherTypes.Vlan or EtherTypes.ServiceVlan)
         {
             if (frame.Length < l3 + 4) return false;
             etherType = BinaryPrimitives.ReadUInt16BigEndian(frame[16..]);
             l3 += 4;
+            // The switch pops one 802.1Q tag and Linux receivers strip a priority tag of either TPID, so
+            // what hides behind a second tag reaches them as IPv4 or ARP unchecked: refuse it.
+            if (etherType is EtherTypes.Vlan or EtherTypes.ServiceVlan) return false;
         }
         if (etherType == EtherTypes.IPv4)
         {

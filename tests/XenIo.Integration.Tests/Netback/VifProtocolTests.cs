@@ -119,6 +119,49 @@ public sealed class VifProtocolTests
     }
 
     [Fact]
+    public void Anti_spoofing_is_not_bypassed_by_stacked_or_service_vlan_tags()
+    {
+        // The switch pops one 802.1Q tag (a priority tag, VID 0, is untagged traffic on an access port),
+        // and Linux receivers strip a priority tag of either TPID: whatever sits behind the tags reaches
+        // them as plain IPv4 or ARP, so it must be checked or refused.
+        var f = new VifFilter();
+        var rng = new Random(2);
+        f.Configure(Mac("00:16:3e:00:00:0a"), [0xC6120001]); // 198.18.0.1
+        var good = Udp("00:16:3e:00:00:0b", "00:16:3e:00:00:0a", "198.18.0.1", "198.18.0.2", 5, 10, rng);
+        var spoofed = Udp("00:16:3e:00:00:0b", "00:16:3e:00:00:0a", "198.18.0.3", "198.18.0.2", 5, 10, rng);
+        var arp = new byte[28];
+        arp[14] = 198; arp[15] = 18; arp[16] = 0; arp[17] = 9;
+        var spoofedArp = Ethernet("ff:ff:ff:ff:ff:ff", "00:16:3e:00:00:0a", 0x0806, arp);
+
+        Assert.True(f.AllowsTx(Tag(good, 0x8100)));
+        Assert.False(f.AllowsTx(Tag(spoofed, 0x8100)));
+        Assert.True(f.AllowsTx(Tag(good, 0x88A8)));
+        Assert.False(f.AllowsTx(Tag(spoofed, 0x88A8)));
+        Assert.False(f.AllowsTx(Tag(spoofedArp, 0x88A8)));
+        Assert.False(f.AllowsTx(Tag(Tag(spoofedArp, 0x8100), 0x8100)));
+        Assert.False(f.AllowsTx(Tag(Tag(spoofed, 0x8100), 0x8100)));
+        Assert.False(f.AllowsTx(Tag(Tag(spoofed, 0x8100), 0x88A8)));
+        // Stacked tags cannot be address-checked at all, so even a right address is refused.
+        Assert.False(f.AllowsTx(Tag(Tag(good, 0x8100), 0x8100)));
+        Assert.False(f.AllowsTx(Tag(good, 0x8100)[..17]));
+
+        // Without ip= only the MAC is checked, tags or not.
+        f.Configure(Mac("00:16:3e:00:00:0a"), []);
+        Assert.True(f.AllowsTx(Tag(Tag(spoofed, 0x8100), 0x8100)));
+    }
+
+    /// <summary>The frame with a VID 0 (priority) tag of <paramref name="tpid"/> pushed after the MACs.</summary>
+    private static byte[] Tag(byte[] frame, ushort tpid)
+    {
+        var tagged = new byte[frame.Length + 4];
+        frame.AsSpan(0, 12).CopyTo(tagged);
+        tagged[12] = (byte)(tpid >> 8);
+        tagged[13] = (byte)tpid;
+        frame.AsSpan(12).CopyTo(tagged.AsSpan(16));
+        return tagged;
+    }
+
+    [Fact]
     public void Multicast_control_filters_groups_the_frontend_did_not_join()
     {
         var f = new VifFilter { MulticastControl = true };
