@@ -1,5 +1,6 @@
 using XenIo.Hypervisor.Abi;
 using XenIo.Net.Frames;
+using XenIo.Net.Offload;
 
 namespace XenIo.Netback.Vif;
 
@@ -13,7 +14,8 @@ public static class VifOffload
     /// <summary>
     /// csum_blank (or GSO) → partial checksum with start and offset found from the headers;
     /// data_validated → validated; GSO extra → GSO type, size and header length. False when the
-    /// headers do not allow what the flags claim (the packet is dropped, not the vif).
+    /// headers do not allow what the flags claim, or the GSO size is below
+    /// <see cref="TcpSegmenter.MinGsoSize"/> (the packet is dropped, not the vif).
     /// </summary>
     public static bool TrySetup(ReadOnlySpan<byte> frame, NetTxFlags flags, bool hasGso, in NetifExtraInfo gso, ref FrameMetadata metadata)
     {
@@ -31,6 +33,9 @@ public static class VifOffload
         metadata.CsumOffset = (ushort)csumOffset;
         if (!hasGso) return true;
         if (!tcp) return false;
+        // The switch's own floor: a port that takes GSO frames as they are would otherwise be handed a
+        // segment size no TCP stack sends (1 turns 64 KiB into 65,535 segments for whoever cuts it).
+        if (gso.GsoSize < TcpSegmenter.MinGsoSize) return false;
         if (gso.GsoType == NetifGsoType.TcpV4 ? !layout.IsIPv4 : !layout.IsIPv6) return false;
         var tcpHeader = (frame[layout.L4Offset + 12] >> 4) * 4;
         if (tcpHeader < 20 || layout.L4Offset + tcpHeader > frame.Length) return false;

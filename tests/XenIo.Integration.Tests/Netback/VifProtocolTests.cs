@@ -209,6 +209,25 @@ public sealed class VifProtocolTests
         Assert.Equal(NetRxFlags.DataValidated, VifOffload.RxFlags(m));
     }
 
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(XenIo.Net.Offload.TcpSegmenter.MinGsoSize - 1, false)]
+    [InlineData(XenIo.Net.Offload.TcpSegmenter.MinGsoSize, true)]
+    [InlineData(1448, true)]
+    public void A_gso_size_below_the_switchs_floor_is_refused_at_the_vif(ushort size, bool accepted)
+    {
+        // The switch refuses to cut such a frame itself, but a port that accepts GSO (another vif, a tap)
+        // would be handed the size as is: 65,535 bytes marked 1 is 65,535 segments for whoever cuts it.
+        var rng = new Random(4);
+        foreach (var v6 in new[] { false, true })
+        {
+            var frame = Tcp("00:16:3e:00:00:0b", "00:16:3e:00:00:0a", v6, v6 ? "2001:db8::1" : "198.18.0.1", v6 ? "2001:db8::2" : "198.18.0.2", 60000, rng);
+            var m = FrameMetadata.Plain(frame.Length);
+            Assert.Equal(accepted, VifOffload.TrySetup(frame, NetTxFlags.CsumBlank, true, GsoExtra(v6, size), ref m));
+            if (accepted) Assert.Equal(size, m.GsoSize);
+        }
+    }
+
     [Fact]
     public void Credit_lets_a_packet_overdraw_once_then_waits_for_the_refill()
     {
