@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using XenIo.Net.Offload;
 
 namespace XenIo.Net.Frames;
 
@@ -95,7 +96,9 @@ public struct VirtioNetHeader
         }
         if (metadata.IsGso)
         {
-            if (GsoSize == 0 || metadata.Checksum != ChecksumState.Partial) return false;
+            // Below the floor the switch's segmenter keeps (Linux's tcp_min_snd_mss), a 64 KiB frame would
+            // be thousands of segments for whichever port has to cut it.
+            if (GsoSize < TcpSegmenter.MinGsoSize || metadata.Checksum != ChecksumState.Partial) return false;
             metadata.GsoSize = GsoSize;
             metadata.HeaderLength = HdrLen;
         }

@@ -51,6 +51,8 @@ public class VirtioNetHeaderTests
     [InlineData(VirtioNetHeader.FlagNeedsCsum, 7, 1400, 34, 16)]                      // unknown GSO type
     [InlineData(0, VirtioNetHeader.GsoTcpV4, 1400, 0, 0)]                             // GSO without partial checksum
     [InlineData(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, 0, 34, 16)]  // GSO without size
+    [InlineData(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, 1, 34, 16)]  // GSO size 1: 65,535 segments from a 64 KiB frame
+    [InlineData(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV6, 47, 54, 16)] // just below the segmenter's floor of 48
     [InlineData(VirtioNetHeader.FlagNeedsCsum, 0, 0, 90, 16)]                         // checksum window past the end
     [InlineData(0x40, 0, 0, 0, 0)]                                                   // unknown flag
     public void Hostile_headers_are_refused(byte flags, byte gso, ushort gsoSize, ushort start, ushort offset)
