@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using XenIo.Hypervisor.Daemons;
+using XenIo.Net.Frames;
 using XenIo.Netback.Xenbus;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
@@ -163,7 +164,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             w.WriteString("frontend_state", v.FrontendState.ToString());
             w.WriteBoolean("connected", p.IsConnected);
             w.WriteNumber("queues", p.QueueCount);
-            w.WriteString("mac", FormatMac(v.Settings.Mac));
+            w.WriteString("mac", MacAddress.Format(v.Settings.Mac));
             if (v.Settings.Rate is { } rate) w.WriteString("rate", $"{rate.BytesPerInterval},{rate.IntervalUsecs}");
             w.WriteNumber("mtu", p.Mtu);
             w.WriteNumber("rx_pending", p.RxPending);
@@ -196,7 +197,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
         foreach (var e in entries.OrderBy(e => e.Vlan).ThenBy(e => e.Mac))
         {
             w.WriteStartObject();
-            w.WriteString("mac", FormatMac(e.Mac));
+            w.WriteString("mac", MacAddress.Format(e.Mac));
             w.WriteNumber("vlan", e.Vlan);
             w.WriteString("port", ports.TryGetValue(e.Port, out var name) ? name : e.Port.ToString(CultureInfo.InvariantCulture));
             w.WriteBoolean("static", e.Static);
@@ -212,7 +213,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             {
                 w.WriteStartObject();
                 w.WriteString("port", vxlan.Name);
-                w.WriteString("mac", FormatMac(e.Mac));
+                w.WriteString("mac", MacAddress.Format(e.Mac));
                 w.WriteString("remote", e.Remote.EndPoint.ToString());
                 w.WriteNumber("vni", e.Vni);
                 w.WriteNumber("age_seconds", (long)e.Age.TotalSeconds);
@@ -242,7 +243,6 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
         w.WriteEndObject();
     }
 
-    public static string FormatMac(ulong mac) => SwitchConfigMapping.FormatMac(mac);
 
     private async Task CaptureAsync(HttpRequest request, HttpResponse response, CancellationToken cancellationToken)
     {
@@ -271,8 +271,7 @@ public sealed class NetbackApi(SwitchReconciler reconciler, Func<IReadOnlyList<s
             return;
         }
         var queue = new CaptureQueue();
-        ICaptureSink inner = format == "pcapng" ? new PcapNgSink(queue, snaplen) : new PcapSink(queue, snaplen);
-        var sink = new BoundedCaptureSink(inner, queue, BoundedCaptureSink.DefaultMaxQueuedBytes);
+        var sink = BoundedCaptureSink.Over(queue, format == "pcapng", snaplen);
         Mirror mirror;
         try
         {

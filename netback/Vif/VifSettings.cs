@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using XenIo.Net.Frames;
 
 namespace XenIo.Netback.Vif;
 
@@ -29,20 +30,6 @@ public sealed record VifSettings
         Mac == other.Mac && Ipv4.AsSpan().SequenceEqual(other.Ipv4) && Equals(Rate, other.Rate) && Mtu == other.Mtu && Vlan == other.Vlan
         && Bridge == other.Bridge && Vifname == other.Vifname;
 
-    public static bool TryParseMac(string? text, out ulong mac)
-    {
-        mac = 0;
-        if (text is null) return false;
-        var parts = text.Split(':');
-        if (parts.Length != 6) return false;
-        foreach (var p in parts)
-        {
-            if (p.Length != 2 || !byte.TryParse(p, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var b)) return false;
-            mac = (mac << 8) | b;
-        }
-        return true;
-    }
-
     /// <summary><c>ip=</c>: space- or comma-separated addresses, each optionally <c>/prefix</c>. IPv6 entries are accepted and not enforced.</summary>
     public static bool TryParseIps(string? text, out uint[] ipv4)
     {
@@ -64,7 +51,7 @@ public sealed record VifSettings
     public static VifSettings Parse(Func<string, string?> key, List<string> errors)
     {
         ulong mac = 0;
-        if (key("mac") is { } m && !TryParseMac(m, out mac)) errors.Add($"mac '{m}' is not a MAC address");
+        if (key("mac") is { } m && !MacAddress.TryParse(m, out mac)) errors.Add($"mac '{m}' is not a MAC address");
         uint[] ips = [];
         if (key("ip") is { } i && !TryParseIps(i, out ips)) errors.Add($"ip '{i}' is not a list of addresses; not enforced");
         VifRateLimit? rate = null;

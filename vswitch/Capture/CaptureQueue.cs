@@ -92,6 +92,14 @@ public sealed class BoundedCaptureSink(ICaptureSink inner, CaptureQueue queue, i
 
     public long Dropped => Interlocked.Read(ref _dropped);
 
+    /// <summary>
+    /// A pcap (nanoseconds) or pcapng capture written into <paramref name="queue"/>, bounded by
+    /// <paramref name="maxQueuedBytes"/>; <paramref name="continuesPcap"/>: the reader already has a pcap
+    /// header (a file being continued). Disposing it disposes the queue.
+    /// </summary>
+    public static BoundedCaptureSink Over(CaptureQueue queue, bool pcapNg, int snaplen, bool continuesPcap = false, int maxQueuedBytes = DefaultMaxQueuedBytes) =>
+        new(pcapNg ? new PcapNgSink(queue, snaplen) : new PcapSink(queue, snaplen, continues: continuesPcap), queue, maxQueuedBytes);
+
     /// <summary>Takes no more records (the pump behind the queue has failed): each is counted as dropped.</summary>
     public void Close() => _closed = true;
 

@@ -17,7 +17,6 @@ public sealed class FileCaptureSink : ICaptureSink
     private readonly string _path;
     private readonly Stream _file;
     private readonly CaptureQueue _queue = new();
-    private readonly ICaptureSink _format;
     private readonly BoundedCaptureSink _bounded;
     private readonly Action<string>? _log;
     private readonly CancellationTokenSource _stop = new();
@@ -43,8 +42,7 @@ public sealed class FileCaptureSink : ICaptureSink
         _path = path;
         _log = log;
         _file = file;
-        _format = pcapNg ? new PcapNgSink(_queue, snaplen) : new PcapSink(_queue, snaplen, continues: continues);
-        _bounded = new BoundedCaptureSink(_format, _queue, maxQueuedBytes);
+        _bounded = BoundedCaptureSink.Over(_queue, pcapNg, snaplen, continues, maxQueuedBytes);
         _pump = Task.Run(PumpAsync);
     }
 
@@ -139,7 +137,7 @@ public sealed class FileCaptureSink : ICaptureSink
 
     private void CloseFile()
     {
-        _format.Dispose();
+        _bounded.Dispose();
         try
         {
             _file.Dispose();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using XenIo.Net.Frames;
 using XenIo.VSwitch.Core;
 
 namespace XenIo.VSwitch.Management;
@@ -74,32 +75,14 @@ public static class SwitchConfigMapping
     }
 
     /// <summary>Where a bridge keeps its static entry for (mac, vlan), relative to the bridge: <c>fdb-static/10/02-00-00-00-00-01</c>.</summary>
-    public static string StaticFdbKey(ulong mac, int vlan) => $"fdb-static/{Int(vlan)}/{FormatMac(mac, '-')}";
-
-    /// <summary>A MAC as six pairs of lower-case hex digits: <c>02:00:00:00:00:01</c>, or with '-' as xenstore keys spell it.</summary>
-    public static string FormatMac(ulong mac, char separator = ':') =>
-        string.Join(separator, Enumerable.Range(0, 6).Select(i => ((mac >> (40 - 8 * i)) & 0xFF).ToString("x2", CultureInfo.InvariantCulture)));
-
-    /// <summary>Six pairs of hex digits, all separated by ':' or all by '-' (either case).</summary>
-    public static bool TryParseMac(string text, out ulong mac)
-    {
-        mac = 0;
-        if (text.Length != 17 || text[2] is not (':' or '-')) return false;
-        for (var i = 0; i < 6; i++)
-        {
-            if (i > 0 && text[3 * i - 1] != text[2]) return false;
-            if (!byte.TryParse(text.AsSpan(3 * i, 2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var b)) return false;
-            mac = mac << 8 | b;
-        }
-        return true;
-    }
+    public static string StaticFdbKey(ulong mac, int vlan) => $"fdb-static/{Int(vlan)}/{MacAddress.Format(mac, '-')}";
 
     /// <summary>
     /// Why <paramref name="mac"/> cannot be a static entry's, or null: frames to a group address (the low
     /// bit of the first byte: multicast, broadcast) are flooded, never looked up, and no station has the zero address.
     /// </summary>
     public static string? StaticMacProblem(ulong mac) =>
-        (mac >> 40 & 1) != 0 ? $"{FormatMac(mac)} is a group (multicast or broadcast) address, which the switch floods; valid: a unicast MAC (the low bit of the first byte clear)"
+        (mac >> 40 & 1) != 0 ? $"{MacAddress.Format(mac)} is a group (multicast or broadcast) address, which the switch floods; valid: a unicast MAC (the low bit of the first byte clear)"
         : mac == 0 ? "00:00:00:00:00:00 is no station's address; valid: a unicast MAC such as 02:00:00:00:00:01"
         : null;
 
@@ -249,7 +232,7 @@ public static class SwitchConfigMapping
                 errors.Add(new ConfigError(full, value, $"VLAN '{parts[1]}' is invalid; valid: 0-4094 (0: untagged frames on a trunk port; an access port's frames are on its tag)"));
                 continue;
             }
-            if (!TryParseMac(parts[2], out var mac) || parts[2].Contains(':'))
+            if (!MacAddress.TryParse(parts[2], out var mac, dashes: true) || parts[2].Contains(':'))
             {
                 errors.Add(new ConfigError(full, value, $"MAC '{parts[2]}' is invalid; valid: six pairs of hex digits separated by '-', e.g. 02-00-00-00-00-01 (xenstore paths do not allow ':')"));
                 continue;

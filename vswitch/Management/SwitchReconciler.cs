@@ -1,3 +1,4 @@
+using XenIo.Net.Frames;
 using XenIo.VSwitch.Capture;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Ports;
@@ -153,13 +154,13 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
                 if (fdb.StaticPort(mac, vlan) >= 0)
                 {
                     fdb.Remove(mac, vlan);
-                    Log($"fdb {want.Name}: static {SwitchConfigMapping.FormatMac(mac)} vlan {vlan} removed");
+                    Log($"fdb {want.Name}: static {MacAddress.Format(mac)} vlan {vlan} removed");
                 }
                 live.StaticFdb.Remove((mac, vlan));
             }
             foreach (var entry in want.StaticFdb)
             {
-                var what = $"static fdb entry {want.Name} {SwitchConfigMapping.FormatMac(entry.Mac)} vlan {entry.Vlan}";
+                var what = $"static fdb entry {want.Name} {MacAddress.Format(entry.Mac)} vlan {entry.Vlan}";
                 if (bridge.FindPort(entry.Port) is not { } port)
                 {
                     // Left on the port it named before would send its frames where the configuration no longer says.
@@ -174,7 +175,7 @@ public sealed class SwitchReconciler(PortFactory factory, Action<string>? log = 
                     continue;
                 }
                 live.StaticFdb.Add((entry.Mac, entry.Vlan));
-                Log($"fdb {want.Name}: static {SwitchConfigMapping.FormatMac(entry.Mac)} vlan {entry.Vlan} on port {entry.Port}");
+                Log($"fdb {want.Name}: static {MacAddress.Format(entry.Mac)} vlan {entry.Vlan} on port {entry.Port}");
             }
             return 0;
         });

@@ -4,6 +4,7 @@ using System.Net.Http;
 using System.Text;
 using System.Text.Json;
 using XenIo.Hypervisor.Store.Client;
+using XenIo.Net.Frames;
 using XenIo.Netback.Switch;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
@@ -78,7 +79,7 @@ internal static partial class SwitchVerb
 
     private static ulong ParseStaticMac(string text)
     {
-        if (!SwitchConfigMapping.TryParseMac(text, out var mac))
+        if (!MacAddress.TryParse(text, out var mac, dashes: true))
             throw new CliException($"MAC '{text}' is invalid; valid: six pairs of hex digits separated by ':', e.g. 02:00:00:00:00:01");
         return mac;
     }
@@ -101,7 +102,7 @@ internal static partial class SwitchVerb
         {
             var parts = key.Split('/');
             if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var v) && (vlan is null || v == vlan)
-                && SwitchConfigMapping.TryParseMac(parts[1], out var m) && m == mac)
+                && MacAddress.TryParse(parts[1], out var m, dashes: true) && m == mac)
                 found.Add(($"{bridge}/fdb-static/{key}", v, port));
         }
         return found;
@@ -205,7 +206,7 @@ internal static partial class SwitchVerb
     /// </summary>
     private static async Task ReportStaticAppliedAsync(string run, string bridge, ulong mac, int vlan, string port, CancellationToken ct)
     {
-        var text = SwitchConfigMapping.FormatMac(mac);
+        var text = MacAddress.Format(mac);
         var deadline = DateTime.UtcNow.AddSeconds(5);
         while (DateTime.UtcNow < deadline)
         {
@@ -251,9 +252,9 @@ internal static partial class SwitchVerb
                 var found = await StaticEntriesAsync(xs, bridge, mac, vlan, tx, ct).ConfigureAwait(false);
                 var on = vlan is { } n ? $" on VLAN {n}" : "";
                 if (found.Count == 0)
-                    throw new CliException($"bridge {bridge} has no static entry for {SwitchConfigMapping.FormatMac(mac)}{on}; see `xenio switch fdb {bridge}`");
+                    throw new CliException($"bridge {bridge} has no static entry for {MacAddress.Format(mac)}{on}; see `xenio switch fdb {bridge}`");
                 if (found.Select(f => f.Vlan).Distinct().Count() > 1)
-                    throw new CliException($"{SwitchConfigMapping.FormatMac(mac)} is static on VLANs {string.Join(", ", found.Select(f => f.Vlan).Distinct().Order())} of bridge {bridge}; say which with --vlan");
+                    throw new CliException($"{MacAddress.Format(mac)} is static on VLANs {string.Join(", ", found.Select(f => f.Vlan).Distinct().Order())} of bridge {bridge}; say which with --vlan");
                 foreach (var (key, _, _) in found) await RemoveStaticKeyAsync(xs, key, tx, ct).ConfigureAwait(false);
             }, cancellationToken: ct).ConfigureAwait(false);
             return 0;

@@ -1,3 +1,4 @@
+using XenIo.Net.Frames;
 using XenIo.VSwitch.Core;
 using XenIo.VSwitch.Management;
 using Xunit;
@@ -213,7 +214,7 @@ public sealed class SwitchConfigMappingTests
     [InlineData("0200.0000.000a", null)]
     public void Macs_are_six_hex_pairs_with_one_separator(string text, ulong? expected)
     {
-        Assert.Equal(expected is not null, SwitchConfigMapping.TryParseMac(text, out var mac));
+        Assert.Equal(expected is not null, MacAddress.TryParse(text, out var mac, dashes: true));
         if (expected is { } e) Assert.Equal(e, mac);
     }
 
